@@ -1,0 +1,17 @@
+"""seqssm.kernels: the sequence operators, each one public validated entry dispatching by a `backend` name.
+
+Depends on torch (and, later, triton) only; nothing here imports the rest of seqssm.
+"""
+
+from seqssm.kernels._checks import KernelInputError
+from seqssm.kernels.causal_conv1d import causal_conv1d, causal_conv1d_update
+from seqssm.kernels.selective_scan import selective_scan, selective_state_update, available_backends
+
+__all__ = [
+    "KernelInputError",
+    "available_backends",
+    "causal_conv1d",
+    "causal_conv1d_update",
+    "selective_scan",
+    "selective_state_update",
+]

@@ -1,0 +1,151 @@
+"""The selective scan of Mamba: one public, validated entry with mamba_ssm's `selective_scan_fn` semantics.
+
+Dimension names: b batch · d channels · l length · n state size · g groups of B/C.
+
+Backends:
+    "reference"  the sequential loop of reference.py: the executable spec, float32/float64, slow.
+    "chunked"    chunked.py: fast pure PyTorch for CPU (or any device), O(b·d·l + b·d·n·chunk) memory,
+                 recomputation in backward. Same numerics class as the reference (fp32 state, or fp64).
+    "auto"       "chunked" for now; it never switches to a path of other numerics without saying so.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
+from seqssm.kernels.selective_scan.reference import selective_scan_reference, selective_state_update_reference
+
+BACKENDS = ("auto", "reference", "chunked")
+
+
+def available_backends() -> tuple[str, ...]:
+    """Backends that can run on this machine (besides "auto")."""
+    return ("reference", "chunked")
+
+
+def _check_bc(name: str, X, b: int, d: int, n: int, l: int, device) -> None:
+    if not isinstance(X, torch.Tensor):
+        raise KernelInputError(f"{name}: expected a torch.Tensor, got {type(X).__name__}")
+    if X.dim() == 2:
+        check_tensor(name, X, (d, n), device=device)
+    elif X.dim() == 3:
+        check_tensor(name, X, (b, n, l), device=device)
+    elif X.dim() == 4:
+        check_tensor(name, X, (b, None, n, l), device=device)
+        g = X.shape[1]
+        if g < 1 or d % g:
+            raise KernelInputError(f"{name}: {g} groups do not divide dim {d}")
+    else:
+        raise KernelInputError(
+            f"{name}: expected shape (dim, N), (batch, N, L) or (batch, groups, N, L), got {tuple(X.shape)}"
+        )
+
+
+def _validate(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None:
+    if not isinstance(u, torch.Tensor) or u.dim() != 3:
+        raise KernelInputError(f"u: expected shape (batch, dim, L), got {getattr(u, 'shape', type(u).__name__)}")
+    b, d, l = u.shape
+    dev = u.device
+    check_tensor("u", u, (b, d, l), device=dev)
+    check_tensor("delta", delta, (b, d, l), device=dev)
+    check_tensor("A", A, (d, None), device=dev, dtypes=(torch.float32, torch.float64))
+    n = A.shape[1]
+    if n < 1:
+        raise KernelInputError("A: state size N must be at least 1")
+    _check_bc("B", B, b, d, n, l, dev)
+    _check_bc("C", C, b, d, n, l, dev)
+    for name, x in (("D", D), ("delta_bias", delta_bias)):
+        if x is not None:
+            check_tensor(name, x, (d,), device=dev)
+    if z is not None:
+        check_tensor("z", z, (b, d, l), device=dev)
+    if initial_state is not None:
+        check_tensor("initial_state", initial_state, (b, d, n), device=dev, dtypes=(torch.float32, torch.float64))
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    initial_state: torch.Tensor | None = None,
+    return_last_state: bool = False,
+    backend: str = "auto",
+):
+    """Selective scan h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t u_t, y_t = C_t·h_t + D u_t, times silu(z_t).
+
+    Args:
+        u, delta: (b, d, l) input and step size (before delta_bias and softplus).
+        A: (d, n), float32/64 (negative for a decaying state; the Mamba block stores -exp(A_log)).
+        B, C: (d, n) time-invariant, (b, n, l), or grouped (b, g, n, l) with g dividing d.
+        D, delta_bias: (d,) or None. z: (b, d, l) gate or None.
+        delta_softplus: apply softplus to delta + delta_bias.
+        initial_state: (b, d, n) state before t = 0 (zeros when None); gradients flow into it.
+        return_last_state: also return h_{l-1} (b, d, n), float32 (float64 for float64 inputs),
+            which carries gradient, so scanning x[:a] then x[a:] from that state equals scanning x.
+        backend: "auto", "reference" or "chunked".
+
+    Returns:
+        out (b, d, l) in u's dtype, or (out, last_state).
+
+    Example:
+        >>> b, d, l, n = 2, 4, 64, 8
+        >>> u, dt = torch.randn(b, d, l), torch.rand(b, d, l)
+        >>> A = -torch.rand(d, n)
+        >>> B, C = torch.randn(b, n, l), torch.randn(b, n, l)
+        >>> y, h = selective_scan(u, dt, A, B, C, delta_softplus=True, return_last_state=True)
+        >>> y.shape, h.shape
+        (torch.Size([2, 4, 64]), torch.Size([2, 4, 8]))
+    """
+    check_backend(backend, BACKENDS)
+    _validate(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    if backend == "reference":
+        return selective_scan_reference(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state
+        )
+    from seqssm.kernels.selective_scan.chunked import selective_scan_chunked
+
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state)
+
+
+def selective_state_update(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+) -> torch.Tensor:
+    """One recurrent decoding step (mamba_ssm's `selective_state_update` semantics), O(1) in the context length.
+
+    state (b, d, n) float32/64 is updated in place; x, dt, z (b, d); B, C (b, n) or (b, g, n). Returns (b, d).
+    """
+    if not isinstance(state, torch.Tensor) or state.dim() != 3:
+        raise KernelInputError(f"state: expected shape (batch, dim, N), got {getattr(state, 'shape', None)}")
+    b, d, n = state.shape
+    dev = state.device
+    check_tensor("state", state, (b, d, n), device=dev, dtypes=(torch.float32, torch.float64))
+    check_tensor("x", x, (b, d), device=dev)
+    check_tensor("dt", dt, (b, d), device=dev)
+    check_tensor("A", A, (d, n), device=dev, dtypes=(torch.float32, torch.float64))
+    for name, X in (("B", B), ("C", C)):
+        if isinstance(X, torch.Tensor) and X.dim() == 3:
+            check_tensor(name, X, (b, None, n), device=dev)
+            if d % X.shape[1]:
+                raise KernelInputError(f"{name}: {X.shape[1]} groups do not divide dim {d}")
+        else:
+            check_tensor(name, X, (b, n), device=dev)
+    return selective_state_update_reference(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+
+
+__all__ = ["selective_scan", "selective_state_update", "selective_scan_reference", "available_backends", "BACKENDS"]
