@@ -74,40 +74,64 @@ def _from_tm(x_sbmd: torch.Tensor, t: int) -> torch.Tensor:
 
 
 class _BC:
-    """B or C in one of its three layouts, served chunk by chunk broadcastable to (S, b, M, g, d/g, n).
+    """B or C in one of its three layouts, and the three products the scan takes with it, chunk by chunk.
 
-    (d, n) time-invariant is treated as d groups of one channel; (b, n, l) as one group.
+    (d, n) time-invariant is treated as d groups of one channel; (b, n, l) as one group. Inside a chunk the
+    time-varying layouts are viewed as (S, b, M, g, n), and the state as (S, b, M, g, d/g, n), so that the sums
+    over n and over the channels of a group are batched matrix products.
     """
 
     def __init__(self, X: torch.Tensor, d: int):
         self.time_invariant = X.dim() == 2
+        self.shape = X.shape
         if self.time_invariant:
             self.g = d
             self.X = X
         else:
             self.X = X if X.dim() == 4 else X.unsqueeze(1)  # (b, g, n, l)
             self.g = self.X.shape[1]
+        self.Xc = None
 
-    def chunk(self, t0: int, t1: int, S: int, M: int) -> torch.Tensor:
+    def load(self, t0: int, t1: int, S: int, M: int) -> None:
+        """Select the chunk [t0, t1), zero-padded to S·M steps (no input, no readout in the padding)."""
+        self.t0, self.t1 = t0, t1
         if self.time_invariant:
-            return self.X.reshape(1, 1, 1, self.g, 1, -1)
+            self.Xc = self.X.reshape(1, 1, 1, self.g, 1, -1)  # (1, 1, 1, d, 1, n)
+            return
         Xc = self.X[..., t0:t1]  # (b, g, n, t)
-        if t1 - t0 < S * M:  # zero padding of the last chunk: no input, no readout
+        if t1 - t0 < S * M:
             Xc = F.pad(Xc, (0, S * M - (t1 - t0)))
         b, g, n, _ = Xc.shape
-        return Xc.reshape(b, g, n, M, S).permute(4, 0, 3, 1, 2).unsqueeze(4)  # (S, b, M, g, 1, n)
+        self.Xc = Xc.reshape(b, g, n, M, S).permute(4, 0, 3, 1, 2).unsqueeze(4)  # (S, b, M, g, 1, n)
 
-    def add_grad(self, grad: torch.Tensor, prod: torch.Tensor, t0: int, t1: int) -> None:
-        """Accumulate Σ over the channels of each group (and over time and batch when time-invariant)."""
+    def outer(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out (S, b, M, d, n) ← v (S, b, M, d) ⊗ X: the input Δ u B, or the adjoint source dy C."""
+        torch.mul(_grouped(v.unsqueeze(-1), self.g), self.Xc, out=_grouped(out, self.g))
+        return out
+
+    def contract_n(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ_n x ⊙ X → (S, b, M, d): the readout <C, h>, or <B, g> in backward."""
+        S, b, M, d, n = x.shape
         if self.time_invariant:
-            grad += prod.sum(dim=(0, 1, 2, 4))  # (d, n)
-        else:
-            S, b, M, g, _, n = prod.shape
-            per_t = prod.sum(dim=4).permute(1, 3, 4, 2, 0).reshape(b, g, n, M * S)
-            grad[..., t0:t1] = per_t[..., : t1 - t0]
+            return (_grouped(x, self.g) * self.Xc).sum(-1).view(S, b, M, d)
+        return torch.matmul(_grouped(x, self.g), self.Xc.transpose(-1, -2)).view(S, b, M, d)
 
-    def grad_buffer(self) -> torch.Tensor:
+    def new_grad(self) -> torch.Tensor:
         return torch.zeros_like(self.X) if self.time_invariant else _new_output(self.X)
+
+    def add_grad(self, grad: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> None:
+        """grad of X += Σ_{channels of a group} v ⊙ x (and Σ over time and batch when time-invariant)."""
+        if self.time_invariant:
+            grad += torch.einsum("sbmdn,sbmd->dn", x, v)
+            return
+        S, b, M, d, n = x.shape
+        xg = _grouped(x, self.g)  # (S, b, M, g, dg, n)
+        vg = _grouped(v.unsqueeze(-1), self.g).transpose(-1, -2)  # (S, b, M, g, 1, dg)
+        per_t = torch.matmul(vg, xg).view(S, b, M, self.g, n).permute(1, 3, 4, 2, 0).reshape(b, self.g, n, M * S)
+        grad[..., self.t0 : self.t1] = per_t[..., : self.t1 - self.t0]
+
+    def grad_as_input(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad.view(self.shape)
 
 
 def _grouped(x: torch.Tensor, g: int) -> torch.Tensor:
@@ -191,11 +215,11 @@ class _ChunkedScan(torch.autograd.Function):
             dt = _to_tm(delta[:, :, t0:t1], S, M)  # zero Δ in the padding: a = 1, x = 0, the state just waits
             _decay_(a, dt, A)
             _decay_(P, dt.cumsum(0), A)
-            dtu = dt * _to_tm(u[:, :, t0:t1], S, M)
-            torch.mul(_grouped(dtu.unsqueeze(-1), Bc.g), Bc.chunk(t0, t1, S, M), out=_grouped(x, Bc.g))
+            Bc.load(t0, t1, S, M)
+            Cc.load(t0, t1, S, M)
+            Bc.outer(dt * _to_tm(u[:, :, t0:t1], S, M), out=x)
             h = _scan_forward_(x, a, P, h, carry)
-            yc = (_grouped(x, Cc.g) * Cc.chunk(t0, t1, S, M)).sum(-1).view(S, b, M, d)
-            y[:, :, t0:t1] = _from_tm(yc, t1 - t0)
+            y[:, :, t0:t1] = _from_tm(Cc.contract_n(x), t1 - t0)
         ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts) if starts else h0.unsqueeze(0))
         ctx.geometry = (S, M)
         return y, h
@@ -210,7 +234,7 @@ class _ChunkedScan(torch.autograd.Function):
         Bc, Cc = _BC(B, d), _BC(C, d)
         du, ddelta = _new_output(u), _new_output(delta)
         dA = torch.zeros_like(A)
-        dB, dC = Bc.grad_buffer(), Cc.grad_buffer()
+        dB, dC = Bc.new_grad(), Cc.new_grad()
         g = torch.zeros(b, d, n, dtype=u.dtype, device=u.device) if dh_last is None else dh_last.to(u.dtype)
         dy = torch.zeros_like(u) if dy is None else dy
 
@@ -226,27 +250,28 @@ class _ChunkedScan(torch.autograd.Function):
             dt = _to_tm(delta[:, :, t0:t1], S, M)
             uc = _to_tm(u[:, :, t0:t1], S, M)
             dtu = dt * uc
-            Bt, Ct = Bc.chunk(t0, t1, S, M), Cc.chunk(t0, t1, S, M)
+            Bc.load(t0, t1, S, M)
+            Cc.load(t0, t1, S, M)
             a = _decay_(abuf[:S], dt, A)
             abuf[S, :, : M - 1] = abuf[0, :, 1:]
             abuf[S, :, M - 1] = 1.0
 
             # Recompute the states of this chunk from its saved start.
             h_prev, h = hbuf[:S], hbuf[1:]
-            torch.mul(_grouped(dtu.unsqueeze(-1), Bc.g), Bt, out=_grouped(h, Bc.g))
+            Bc.outer(dtu, out=h)
             _scan_forward_(h, a, _decay_(P, dt.cumsum(0), A), starts[c], hbuf[0])
 
             # Adjoint states g_t, scanned backwards from the next chunk's carry, with decays a_{t+1}.
             dt_next = torch.cat([dt[1:], torch.cat([dt[:1, :, 1:], torch.zeros_like(dt[:1, :, :1])], 2)], 0)
             dyc = _to_tm(dy[:, :, t0:t1], S, M)
-            torch.mul(_grouped(dyc.unsqueeze(-1), Cc.g), Ct, out=_grouped(gh, Cc.g))
+            Cc.outer(dyc, out=gh)
             _scan_backward_(gh, abuf[1:], _decay_(P, _reverse_cumsum(dt_next, 0), A), g)
             work = P  # free again: reuse it for the decay gradient
 
             # dC_t = Σ_d h_t dy_t;  ∂x_t = g_t gives du, dΔ (through Δ u) and dB.
-            Cc.add_grad(dC, _grouped(h, Cc.g) * _grouped(dyc.unsqueeze(-1), Cc.g), t0, t1)
-            gB = (_grouped(gh, Bc.g) * Bt).sum(-1).view(S, b, M, d)
-            Bc.add_grad(dB, _grouped(gh, Bc.g) * _grouped(dtu.unsqueeze(-1), Bc.g), t0, t1)
+            Cc.add_grad(dC, h, dyc)
+            gB = Bc.contract_n(gh)
+            Bc.add_grad(dB, gh, dtu)
             # ∂(Δ_t A) = g_t ⊙ a_t ⊙ h_{t-1}: gives dΔ and dA.
             torch.mul(a, h_prev, out=work).mul_(gh)
             ddt = gB * uc + (work * A).sum(-1)
@@ -254,7 +279,7 @@ class _ChunkedScan(torch.autograd.Function):
             du[:, :, t0:t1] = _from_tm(gB * dt, t1 - t0)
             ddelta[:, :, t0:t1] = _from_tm(ddt, t1 - t0)
             g = a[0, :, 0] * gh[0, :, 0]  # ∂loss/∂h_{t0-1}: the carry into the previous chunk
-        return du, ddelta, dA, dB.view(B.shape), dC.view(C.shape), g
+        return du, ddelta, dA, Bc.grad_as_input(dB), Cc.grad_as_input(dC), g
 
 
 def selective_scan_chunked(
