@@ -17,16 +17,25 @@ ACTIVATIONS = (None, "silu", "swish")
 
 
 def _conv_torch(x, weight, bias, activation, initial_state, return_final_state):
-    """F.conv1d with groups=d on the input prefixed by the carried state: one fused, differentiable call."""
+    """F.conv1d with groups=d; the carried inputs only touch the first k-1 outputs, so they are added there
+    instead of concatenating a copy of the whole input in front of it."""
     b, d, l = x.shape
     k = weight.shape[1]
-    head = x.new_zeros(b, d, k - 1) if initial_state is None else initial_state.to(x.dtype)
-    xp = torch.cat([head, x], dim=-1)
-    out = F.conv1d(xp, weight.to(x.dtype).unsqueeze(1), None if bias is None else bias.to(x.dtype), groups=d)
+    w = weight.to(x.dtype)
+    out = F.conv1d(x, w.unsqueeze(1), None if bias is None else bias.to(x.dtype), padding=k - 1, groups=d)[..., :l]
+    if initial_state is not None:
+        state = initial_state.to(x.dtype)
+        for t in range(min(k - 1, l)):  # out[t] also reads state[t:] through taps 0 .. k-2-t
+            out[..., t] += (w[:, : k - 1 - t] * state[..., t:]).sum(-1)
     if activation is not None:
         out = F.silu(out)
     if return_final_state:
-        return out, xp[:, :, xp.shape[-1] - (k - 1) :]
+        if initial_state is None:
+            initial_state = x.new_zeros(b, d, k - 1)
+        tail = x[..., max(0, l - (k - 1)) :]
+        # a copy, so that a carried state does not keep the whole input alive
+        final = torch.cat([initial_state.to(x.dtype)[..., l:], tail], -1) if l < k - 1 else tail.clone()
+        return out, final
     return out
 
 
