@@ -1,0 +1,7 @@
+"""Sequence mixers and norms. Importing this package registers every built-in mixer in seqssm.registry.LAYERS;
+a new mixer registers itself with `@LAYERS.register(name)` and is imported here."""
+
+from seqssm.layers.mamba import Mamba
+from seqssm.layers.norm import RMSNorm, make_norm
+
+__all__ = ["Mamba", "RMSNorm", "make_norm"]

@@ -1,0 +1,209 @@
+"""Typed configuration: the model and generation dataclasses, YAML loading with overrides, atomic saving.
+
+Dimension names used in comments: d model width · e inner width (expand·d) · n state size · k conv width · v vocab.
+
+Configs are plain dataclasses. `load_config` merges a YAML file and dotlist overrides onto the schema through
+OmegaConf (which rejects unknown keys and wrong types) and returns a real dataclass instance; every failure is a
+one-line `ConfigError` that names the key and the file, so a typo in a 200-line YAML is found at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+SCAN_BACKENDS = ("auto", "reference", "chunked")
+POOLINGS = ("mean", "max", "last")
+DT_INITS = ("random", "constant")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, key or file; the message is one line naming the key (and the file)."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a Mamba model (defaults follow mamba_ssm's `Mamba` block, paper section 3.4)."""
+
+    d_model: int = 256
+    n_layer: int = 4
+    vocab_size: int = 256
+    layer: str = "mamba"  # mixer name in seqssm.registry.LAYERS
+    d_state: int = 16  # n: the SSM state size per channel (paper section 3.2, N)
+    d_conv: int = 4  # k: width of the short causal convolution before the SSM
+    expand: int = 2  # e = expand · d
+    dt_rank: Optional[int] = None  # rank of the Δ projection; None -> ceil(d_model / 16) (paper section 3.6)
+    dt_min: float = 0.001
+    dt_max: float = 0.1
+    dt_init: str = "random"
+    dt_scale: float = 1.0
+    dt_init_floor: float = 1e-4
+    conv_bias: bool = True
+    bias: bool = False
+    norm_eps: float = 1e-5
+    rms_norm: bool = True
+    residual_in_fp32: bool = True
+    tie_embeddings: bool = True
+    pad_vocab_size_multiple: int = 8
+    scan_backend: str = "auto"
+    head: str = "lm"  # head name in seqssm.registry.HEADS
+    num_classes: int = 2
+    pooling: str = "mean"
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def resolved_dt_rank(self) -> int:
+        return self.dt_rank if self.dt_rank is not None else math.ceil(self.d_model / 16)
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = self.pad_vocab_size_multiple
+        return ((self.vocab_size + m - 1) // m) * m
+
+    def validate(self, prefix: str = "") -> None:
+        """Raise ConfigError naming the first bad key (with `prefix`, e.g. "model.", for nested configs)."""
+        p = prefix
+        for key in ("d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand", "pad_vocab_size_multiple"):
+            _check(getattr(self, key) > 0, p + key, f"must be > 0, got {getattr(self, key)}")
+        _check(self.dt_rank is None or self.dt_rank > 0, p + "dt_rank", f"must be > 0 or null, got {self.dt_rank}")
+        _check(self.dt_min > 0, p + "dt_min", f"must be > 0, got {self.dt_min}")
+        _check(self.dt_max >= self.dt_min, p + "dt_max", f"must be >= dt_min ({self.dt_min}), got {self.dt_max}")
+        _check(self.dt_init in DT_INITS, p + "dt_init", f"must be one of {', '.join(DT_INITS)}, got {self.dt_init!r}")
+        _check(self.dt_scale > 0, p + "dt_scale", f"must be > 0, got {self.dt_scale}")
+        _check(self.dt_init_floor >= 0, p + "dt_init_floor", f"must be >= 0, got {self.dt_init_floor}")
+        _check(self.norm_eps > 0, p + "norm_eps", f"must be > 0, got {self.norm_eps}")
+        _check(
+            self.scan_backend in SCAN_BACKENDS,
+            p + "scan_backend",
+            f"must be one of {', '.join(SCAN_BACKENDS)}, got {self.scan_backend!r}",
+        )
+        _check(self.num_classes > 0, p + "num_classes", f"must be > 0, got {self.num_classes}")
+        _check(self.pooling in POOLINGS, p + "pooling", f"must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling settings for `MambaLM.generate` (temperature 0 means greedy)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k filter
+    top_p: float = 1.0  # 1.0: no nucleus filter
+    seed: int = 0
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _check(self.max_new_tokens >= 0, p + "max_new_tokens", f"must be >= 0, got {self.max_new_tokens}")
+        _check(self.temperature >= 0, p + "temperature", f"must be >= 0, got {self.temperature}")
+        _check(self.top_k >= 0, p + "top_k", f"must be >= 0, got {self.top_k}")
+        _check(0 < self.top_p <= 1, p + "top_p", f"must be in (0, 1], got {self.top_p}")
+
+
+def _validate_tree(obj: Any, prefix: str = "") -> None:
+    """Call `validate(prefix)` on every dataclass in a nested config that defines it, so keys carry full paths."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    if hasattr(obj, "validate"):
+        obj.validate(prefix)
+    for f in dataclasses.fields(obj):
+        _validate_tree(getattr(obj, f.name), f"{prefix}{f.name}.")
+
+
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    """Turn OmegaConf's multi-line exception into one line: source, key, reason."""
+    key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
+    reason = str(getattr(err, "msg", None) or err).strip().splitlines()[0]
+    if type(err).__name__ == "ConfigKeyError":
+        reason = f"unknown key ({reason})"
+    return ConfigError(f"{source}: {key}: {reason}")
+
+
+def load_config(schema_cls: type, path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> Any:
+    """Merge a YAML file and dotlist overrides ("model.d_model=64") onto the schema; return a dataclass instance.
+
+    Raises ConfigError (one line, naming the key and the file) for a missing or malformed file, an unknown key, a
+    value of the wrong type, or a value that fails the schema's `validate`.
+    """
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides: expected a list of 'key=value' strings, got the string {overrides!r}")
+    merged = OmegaConf.structured(schema_cls)
+    source = "config"
+    if path is not None:
+        source = str(path)
+        if not Path(path).is_file():
+            raise ConfigError(f"{source}: config file not found")
+        try:
+            loaded = OmegaConf.load(path)
+        except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as err:
+            mark = getattr(err, "problem_mark", None)
+            first = str(getattr(err, "problem", None) or err).strip().splitlines()[0]
+            first += f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{source}: not valid YAML ({first})") from None
+        if loaded is None or (isinstance(loaded, DictConfig) and len(loaded) == 0):
+            loaded = OmegaConf.create({})
+        if not isinstance(loaded, DictConfig):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got a list")
+        try:
+            merged = OmegaConf.merge(merged, loaded)
+        except OmegaConfBaseException as err:
+            raise _explain(err, source) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as err:
+            raise _explain(err, f"override {item!r}") from None
+    try:
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise _explain(err, source) from None
+    try:
+        _validate_tree(obj)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return obj
+
+
+def save_config(obj: Any, path: str | os.PathLike) -> None:
+    """Write a dataclass (or DictConfig / dict) as YAML atomically: a temp file in the same folder, then os.replace."""
+    if dataclasses.is_dataclass(obj) or isinstance(obj, dict):
+        cfg = OmegaConf.structured(obj) if dataclasses.is_dataclass(obj) else OmegaConf.create(obj)
+    elif isinstance(obj, DictConfig):
+        cfg = obj
+    else:
+        raise ConfigError(f"obj: expected a dataclass, dict or DictConfig, got {type(obj).__name__}")
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["ConfigError", "GenerateConfig", "ModelConfig", "load_config", "save_config"]

@@ -1,0 +1,161 @@
+"""The Mamba-1 mixer: gated selective SSM block (Gu & Dao 2023, section 3.4 and Figure 3).
+
+Dimension names used in this file:
+    b batch · l sequence length · d model width · e inner width (expand·d) · n state size · k conv width
+    r dt_rank (rank of the Δ projection)
+
+    x, z   = in_proj(u)                       two branches of width e
+    x      = silu(causal_conv1d(x))           short depthwise convolution, width k
+    Δ, B, C = x_proj(x)                       the selection mechanism: input-dependent Δ (rank r), B, C (section 3.2)
+    Δ      = softplus(dt_proj(Δ))             per-channel step size (section 3.6, "Δ ... via a low-rank projection")
+    y      = selective_scan(x, Δ, A, B, C, D) · silu(z)
+    out    = out_proj(y)
+
+Parameter names and shapes follow mamba_ssm's `Mamba` so its checkpoints load by name (conv1d.weight is (e, 1, k)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqssm.config import ModelConfig
+from seqssm.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+from seqssm.registry import LAYERS
+from seqssm.state import LayerState
+
+
+def _wide(dtype: torch.dtype) -> torch.dtype:
+    """The SSM runs in float32 for half-precision models and in float64 for float64 models."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+@LAYERS.register("mamba")
+class Mamba(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.layer_idx = layer_idx
+        d, e, n, k, r = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv, cfg.resolved_dt_rank
+        self.d_inner, self.d_state, self.d_conv, self.dt_rank = e, n, k, r
+
+        self.in_proj = nn.Linear(d, 2 * e, bias=cfg.bias)
+        # Depthwise conv stored as nn.Conv1d (weight (e, 1, k)) for mamba_ssm's default init and names; the
+        # computation goes through seqssm.kernels.causal_conv1d, which takes the (e, k) view.
+        self.conv1d = nn.Conv1d(e, e, kernel_size=k, groups=e, padding=k - 1, bias=cfg.conv_bias)
+        self.x_proj = nn.Linear(e, r + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(r, e, bias=True)
+        self.out_proj = nn.Linear(e, d, bias=cfg.bias)
+
+        self._init_dt(cfg)
+        # S4D-real initialisation A_n = -(n + 1) (section 3.6 / Gu et al. 2022), stored as log(-A) so that
+        # A = -exp(A_log) stays negative (a decaying, stable state) whatever the optimiser does.
+        a = torch.arange(1, n + 1, dtype=torch.float32).repeat(e, 1)  # (e, n)
+        self.A_log = nn.Parameter(torch.log(a))
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(e))  # skip connection y += D·x
+        self.D._no_weight_decay = True
+
+    @torch.no_grad()
+    def _init_dt(self, cfg: ModelConfig) -> None:
+        """Δ = softplus(W Δ_r + b) starts in [dt_min, dt_max] (log-uniform), as in mamba_ssm (section 3.6)."""
+        std = self.dt_rank**-0.5 * cfg.dt_scale
+        if cfg.dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        lo, hi = math.log(cfg.dt_min), math.log(cfg.dt_max)
+        dt = torch.exp(torch.rand(self.d_inner) * (hi - lo) + lo).clamp(min=cfg.dt_init_floor)
+        # Inverse of softplus: softplus(dt + log(1 - exp(-dt))) = dt.
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_proj.bias._no_reinit = True  # the model-wide init must not zero this bias
+
+    # ---------------------------------------------------------------- parameters in kernel layout
+    def _conv_weight(self) -> torch.Tensor:
+        return self.conv1d.weight[:, 0, :]  # (e, 1, k) -> (e, k)
+
+    def _A(self) -> torch.Tensor:
+        return -torch.exp(self.A_log.to(_wide(self.A_log.dtype)))  # (e, n)
+
+    def _split_xproj(self, x_dbl: torch.Tensor):
+        return torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+
+    # ---------------------------------------------------------------- parallel (training / prefill) mode
+    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False):
+        """hidden (b, l, d) -> (out (b, l, d), new LayerState or None).
+
+        `state` (from a previous segment) seeds the conv window and the SSM state; a new state is returned when a
+        state was given or `return_state` is set, so that segments scanned in turn equal one pass.
+        """
+        want_state = state is not None or return_state
+        xz = self.in_proj(hidden).transpose(1, 2)  # (b, 2e, l)
+        x, z = xz.chunk(2, dim=1)  # (b, e, l) each
+        conv_out = causal_conv1d(
+            x,
+            self._conv_weight(),
+            self.conv1d.bias,
+            activation="silu",
+            initial_state=None if state is None else state.conv_state,
+            return_final_state=want_state,
+        )
+        x, conv_state = conv_out if want_state else (conv_out, None)
+
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (b, l, r + 2n)
+        dt, B, C = self._split_xproj(x_dbl)
+        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (b, e, l); bias is added inside the scan
+        wide = _wide(x.dtype)
+        scan_out = selective_scan(
+            x,
+            dt,
+            self._A(),
+            B.transpose(1, 2).contiguous(),  # (b, n, l)
+            C.transpose(1, 2).contiguous(),
+            self.D.to(wide),
+            z=z,
+            delta_bias=self.dt_proj.bias.to(wide),
+            delta_softplus=True,
+            initial_state=None if state is None else state.ssm_state,
+            return_last_state=want_state,
+            backend=self.cfg.scan_backend,
+        )
+        y, ssm_state = scan_out if want_state else (scan_out, None)
+        out = self.out_proj(y.transpose(1, 2))  # (b, l, d)
+        return out, (LayerState(conv_state, ssm_state) if want_state else None)
+
+    # ---------------------------------------------------------------- recurrent (decoding) mode
+    def allocate_state(self, batch_size: int, device=None, dtype=None) -> LayerState:
+        """Zero state: conv window in the model dtype, SSM state in float32 (float64 for a float64 model)."""
+        dtype = dtype or self.in_proj.weight.dtype
+        device = device or self.in_proj.weight.device
+        conv = torch.zeros(batch_size, self.d_inner, self.d_conv - 1, device=device, dtype=dtype)
+        ssm = torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=_wide(dtype))
+        return LayerState(conv, ssm)
+
+    def step(self, hidden: torch.Tensor, state: LayerState) -> torch.Tensor:
+        """One token: hidden (b, d) -> (b, d); `state` is updated in place, O(1) in the context length."""
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, e) each
+        x = causal_conv1d_update(
+            x, state.conv_state, self._conv_weight().to(x.dtype), self.conv1d.bias, activation="silu"
+        )
+        dt, B, C = self._split_xproj(self.x_proj(x))  # (b, r), (b, n), (b, n)
+        dt = F.linear(dt, self.dt_proj.weight)  # (b, e)
+        wide = state.ssm_state.dtype
+        y = selective_state_update(
+            state.ssm_state,
+            x,
+            dt,
+            self._A().to(wide),
+            B,
+            C,
+            self.D.to(wide),
+            z=z,
+            dt_bias=self.dt_proj.bias.to(wide),
+            dt_softplus=True,
+        )
+        return self.out_proj(y)
+
+
+__all__ = ["Mamba"]
