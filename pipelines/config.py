@@ -3,7 +3,8 @@
 Each job is one dataclass tree loaded with `seqssm.load_config(schema, yaml_path, overrides)`: the YAML and the
 `--set key=value` overrides are merged onto `OmegaConf.structured(schema)`, so an unknown key or a value of the
 wrong type is a one-line `seqssm.ConfigError` naming the key. Value checks that the type system cannot express
-(a positive length, a fraction in (0, 1)) live in `validate_*` here and raise `UsageError` naming the key.
+(a positive length, a fraction in (0, 1)) live in each dataclass's `validate(prefix)`, which load_config calls
+on every node of the tree; they raise `seqssm.ConfigError` naming the key.
 
 Shipped YAML files in configs/ are named `<job>_<name>.yaml`; `SCHEMAS` maps the job prefix to its schema so
 that every shipped file can be checked against the schema of the command that reads it.
@@ -11,9 +12,10 @@ that every shipped file can be checked against the schema of the command that re
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from seqssm import GenerateConfig, ModelConfig
+from seqssm import ConfigError, GenerateConfig, ModelConfig
 
 
 class UsageError(ValueError):
@@ -22,6 +24,11 @@ class UsageError(ValueError):
 
 PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+
+def _require(ok: bool, key: str, value, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {what}, got {value!r}")
 
 
 @dataclass
@@ -34,6 +41,14 @@ class DataConfig:
     val_max_windows: int = 256  # cap on validation windows (0: all of them), taken from the start of the tail
     batch_size: int = 8
     num_workers: int = 0
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(self.seq_len >= 2, p + "seq_len", self.seq_len, "must be >= 2")
+        _require(0 < self.val_fraction < 1, p + "val_fraction", self.val_fraction, "must be in (0, 1)")
+        _require(self.val_max_windows >= 0, p + "val_max_windows", self.val_max_windows, "must be >= 0 (0: all)")
+        _require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
+        _require(self.num_workers >= 0, p + "num_workers", self.num_workers, "must be >= 0")
 
 
 @dataclass
@@ -53,6 +68,25 @@ class TrainConfig:
     deterministic: bool = True  # deterministic algorithms where torch has them (warn where it has not)
     progress_bar: bool = True
 
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(self.max_steps >= 1, p + "max_steps", self.max_steps, "must be >= 1")
+        _require(self.lr > 0, p + "lr", self.lr, "must be > 0")
+        _require(self.weight_decay >= 0, p + "weight_decay", self.weight_decay, "must be >= 0")
+        _require(self.warmup_steps >= 0, p + "warmup_steps", self.warmup_steps, "must be >= 0")
+        _require(0 <= self.min_lr_ratio <= 1, p + "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+        _require(self.grad_clip >= 0, p + "grad_clip", self.grad_clip, "must be >= 0 (0: no clipping)")
+        _require(self.precision in PRECISIONS, p + "precision", self.precision, f"must be one of {', '.join(PRECISIONS)}")
+        _require(self.val_every >= 1, p + "val_every", self.val_every, "must be >= 1")
+        _require(self.log_every >= 1, p + "log_every", self.log_every, "must be >= 1")
+        _require(
+            self.accelerator in ACCELERATORS,
+            p + "accelerator",
+            self.accelerator,
+            f"must be one of {', '.join(ACCELERATORS)}",
+        )
+        _require(self.devices >= 1, p + "devices", self.devices, "must be >= 1")
+
 
 @dataclass
 class LMJobConfig:
@@ -63,6 +97,11 @@ class LMJobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     out_dir: str = "runs/lm"
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(self.model.head == "lm", p + "model.head", self.model.head, "the byte language model needs 'lm'")
+        _require(self.model.vocab_size >= 256, p + "model.vocab_size", self.model.vocab_size, "a byte model needs >= 256")
 
 
 # job prefix of a shipped config file name -> the schema of the command that reads it
@@ -77,47 +116,23 @@ def schema_for_file(name: str):
     return SCHEMAS[prefix]
 
 
-def _require(ok: bool, key: str, value, what: str) -> None:
-    if not ok:
-        raise UsageError(f"{key}={value!r}: {what}")
-
-
-def _key(prefix: str, name: str) -> str:
-    """"generate" + "top_k" -> "generate.top_k"; "--" + "top_k" -> "--top-k" (a command-line option)."""
-    return f"--{name.replace('_', '-')}" if prefix == "--" else f"{prefix}.{name}"
-
-
-def validate_train(t: TrainConfig, prefix: str = "train") -> None:
-    _require(t.max_steps >= 1, f"{prefix}.max_steps", t.max_steps, "must be at least 1")
-    _require(t.lr > 0, f"{prefix}.lr", t.lr, "must be positive")
-    _require(t.weight_decay >= 0, f"{prefix}.weight_decay", t.weight_decay, "must be >= 0")
-    _require(t.warmup_steps >= 0, f"{prefix}.warmup_steps", t.warmup_steps, "must be >= 0")
-    _require(0 <= t.min_lr_ratio <= 1, f"{prefix}.min_lr_ratio", t.min_lr_ratio, "must be in [0, 1]")
-    _require(t.grad_clip >= 0, f"{prefix}.grad_clip", t.grad_clip, "must be >= 0 (0 disables clipping)")
-    _require(t.precision in PRECISIONS, f"{prefix}.precision", t.precision, f"must be one of {', '.join(PRECISIONS)}")
-    _require(t.val_every >= 1, f"{prefix}.val_every", t.val_every, "must be at least 1")
-    _require(t.log_every >= 1, f"{prefix}.log_every", t.log_every, "must be at least 1")
-    _require(
-        t.accelerator in ACCELERATORS, f"{prefix}.accelerator", t.accelerator, f"must be one of {', '.join(ACCELERATORS)}"
-    )
-    _require(t.devices >= 1, f"{prefix}.devices", t.devices, "must be at least 1")
-
-
-def validate_generate(g: GenerateConfig, prefix: str = "generate") -> None:
-    _require(g.max_new_tokens >= 0, _key(prefix, "max_new_tokens"), g.max_new_tokens, "must be >= 0")
-    _require(g.temperature > 0, _key(prefix, "temperature"), g.temperature, "must be positive")
-    _require(g.top_k >= 0, _key(prefix, "top_k"), g.top_k, "must be >= 0 (0: no top-k filter)")
-    _require(0 < g.top_p <= 1, _key(prefix, "top_p"), g.top_p, "must be in (0, 1]")
+def validate_tree(obj, prefix: str = "") -> None:
+    """Run `validate(prefix)` on every dataclass node that has one (what load_config does after loading)."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    if hasattr(obj, "validate"):
+        obj.validate(prefix)
+    for f in dataclasses.fields(obj):
+        validate_tree(getattr(obj, f.name), f"{prefix}{f.name}.")
 
 
 def validate_lm_job(job: LMJobConfig) -> None:
-    m, d = job.model, job.data
-    _require(m.head == "lm", "model.head", m.head, "the byte language model needs head 'lm'")
-    _require(m.vocab_size >= 256, "model.vocab_size", m.vocab_size, "a byte model needs at least 256 tokens")
-    _require(d.seq_len >= 2, "data.seq_len", d.seq_len, "must be at least 2")
-    _require(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be in (0, 1)")
-    _require(d.val_max_windows >= 0, "data.val_max_windows", d.val_max_windows, "must be >= 0 (0: all)")
-    _require(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be at least 1")
-    _require(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
-    validate_train(job.train)
-    validate_generate(job.generate)
+    validate_tree(job)
+
+
+def validate_generate(g: GenerateConfig) -> None:
+    """The sampling options of `seqssm lm sample`, named as command-line options."""
+    _require(g.max_new_tokens >= 0, "--max-new-tokens", g.max_new_tokens, "must be >= 0")
+    _require(g.temperature >= 0, "--temperature", g.temperature, "must be >= 0 (0: greedy)")
+    _require(g.top_k >= 0, "--top-k", g.top_k, "must be >= 0 (0: no top-k filter)")
+    _require(0 < g.top_p <= 1, "--top-p", g.top_p, "must be in (0, 1]")

@@ -314,7 +314,7 @@ def sample_lm(model_dir: str | os.PathLike, prompt: bytes, gen: GenerateConfig, 
         raise UsageError(f"--model {model_dir}: not a seqssm model folder (no config.yaml)")
     if not prompt:
         raise UsageError("--prompt: must not be empty")
-    validate_generate(gen, prefix="--")
+    validate_generate(gen)
     model = seqssm.load_pretrained(str(model_dir))
     if model.config.head != "lm":
         raise UsageError(f"--model {model_dir}: head is {model.config.head!r}, sampling needs a language model ('lm')")
