@@ -182,6 +182,12 @@ def load_config(schema_cls: type, path: str | os.PathLike | None = None, overrid
     return obj
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_config(obj: Any, path: str | os.PathLike) -> None:
     """Write a dataclass (or DictConfig / dict) as YAML atomically: a temp file in the same folder, then os.replace."""
     if dataclasses.is_dataclass(obj) or isinstance(obj, dict):
@@ -199,6 +205,7 @@ def save_config(obj: Any, path: str | os.PathLike) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
