@@ -43,13 +43,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user's input is wrong", not "the code is wrong"."""
-    from seqssm import ConfigError
+    from seqssm import CheckpointError, ConfigError
     from seqssm.kernels import KernelInputError
     from seqssm.pipelines.config import UsageError
 
     return (
         CLIUsageError,
         ConfigError,
+        CheckpointError,
         UsageError,
         KernelInputError,
         FileNotFoundError,

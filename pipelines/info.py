@@ -14,12 +14,12 @@ def seqssm_version() -> str:
         return "unknown (not installed)"
 
 
-def _version_of(module: str) -> str:
+def _version_of(distribution: str) -> str:
+    """The installed version of a distribution, read from its metadata (no import: lightning is slow to import)."""
     try:
-        mod = __import__(module)
-    except Exception as exc:  # an optional dependency may be missing or broken; report, do not fail
-        return f"not available ({type(exc).__name__})"
-    return str(getattr(mod, "__version__", "unknown"))
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def collect() -> dict[str, str]:

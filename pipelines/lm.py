@@ -266,6 +266,7 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
             trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
             if not task.history["val"] or task.history["val"][-1][0] != trainer.global_step:
                 trainer.validate(task, dataloaders=val_dl, verbose=False)
@@ -310,6 +311,8 @@ def sample_lm(model_dir: str | os.PathLike, prompt: bytes, gen: GenerateConfig, 
     import seqssm
 
     model_dir = Path(model_dir)
+    if (model_dir / "model" / "config.yaml").is_file():
+        model_dir = model_dir / "model"  # a run folder of `seqssm lm train`: its model/ subfolder
     if not (model_dir / "config.yaml").is_file():
         raise UsageError(f"--model {model_dir}: not a seqssm model folder (no config.yaml)")
     if not prompt:
@@ -421,7 +424,7 @@ def register(subparsers) -> None:
 
     d = GenerateConfig()
     sa = sub.add_parser("sample", help="continue a prompt with a trained byte LM")
-    sa.add_argument("--model", required=True, help="model folder (RUN/model)")
+    sa.add_argument("--model", required=True, help="model folder (RUN/model), or the run folder RUN")
     sa.add_argument("--prompt", help="prompt text, encoded as UTF-8 (default: a newline)")
     sa.add_argument("--prompt-file", help="read the prompt bytes from this file")
     sa.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)

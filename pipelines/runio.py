@@ -22,6 +22,13 @@ from seqssm.pipelines.config import UsageError
 STAGING_PREFIX = ".staging-"
 
 
+def _file_mode() -> int:
+    """0o666 less the process umask: the mode open() would give a new file (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and os.replace."""
     path = Path(path)
@@ -31,6 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
