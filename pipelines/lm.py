@@ -255,7 +255,7 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
             num_sanity_val_steps=0,
             gradient_clip_val=t.grad_clip if t.grad_clip > 0 else None,
             gradient_clip_algorithm="norm",
-            log_every_n_steps=t.log_every,
+            log_every_n_steps=min(t.log_every, t.max_steps),
             logger=CSVLogger(save_dir=str(stage), name="", version="logs"),
             enable_checkpointing=False,
             enable_progress_bar=t.progress_bar,
