@@ -4,8 +4,8 @@ Depends on torch (and, later, triton) only; nothing here imports the rest of seq
 """
 
 from seqssm.kernels._checks import KernelInputError
-from seqssm.kernels.causal_conv1d import causal_conv1d, causal_conv1d_update
-from seqssm.kernels.selective_scan import selective_scan, selective_state_update, available_backends
+from seqssm.kernels.conv import causal_conv1d, causal_conv1d_update
+from seqssm.kernels.scan import selective_scan, selective_state_update, available_backends
 
 __all__ = [
     "KernelInputError",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
-from seqssm.kernels.selective_scan.reference import selective_scan_reference, selective_state_update_reference
+from seqssm.kernels.scan.reference import selective_scan_reference, selective_state_update_reference
 
 BACKENDS = ("auto", "reference", "chunked")
 
@@ -109,7 +109,7 @@ def selective_scan(
         return selective_scan_reference(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state
         )
-    from seqssm.kernels.selective_scan.chunked import selective_scan_chunked
+    from seqssm.kernels.scan.chunked import selective_scan_chunked
 
     return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state)
 

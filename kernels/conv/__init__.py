@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
-from seqssm.kernels.causal_conv1d.reference import causal_conv1d_reference, causal_conv1d_update_reference
+from seqssm.kernels.conv.reference import causal_conv1d_reference, causal_conv1d_update_reference
 
 BACKENDS = ("auto", "reference", "torch")
 ACTIVATIONS = (None, "silu", "swish")
