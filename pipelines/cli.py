@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 PROG = "seqssm"
@@ -83,10 +85,26 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(msg.split())  # one line, whatever the message held
 
 
+def _exit_on_sigterm(signum, frame):
+    """SIGTERM becomes SystemExit, so cleanup code (staging folders) runs as it does for Ctrl-C."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to sys.exit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     user_errors = _user_errors()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run(argv, user_errors)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str], user_errors) -> int:
     try:
         args = build_parser().parse_args(argv)
         status = args.func(args)

@@ -78,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     from seqssm.pipelines.cli import PROG
 
+    import signal
+
+    from seqssm.pipelines.cli import _exit_on_sigterm
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         sys.exit(main())
     except Exception as exc:  # the same one-line treatment as the CLI, for the same user errors

@@ -69,11 +69,30 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool, option: str = "--out"
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove staging folders that a killed job (its process is gone) left in `out`; nothing else."""
+    for p in out.glob(f"{STAGING_PREFIX}*"):
+        pid = p.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if p.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 @contextmanager
 def staging_dir(out: Path) -> Iterator[Path]:
     """A fresh folder inside `out` for the job's outputs; removed (with `out` if we created it) on failure."""
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     stage = Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
     try:
         yield stage

@@ -130,3 +130,40 @@ def test_refuses_non_empty_out_dir_and_keeps_user_files(tmp_path, text_file, cap
     assert sorted(p.name for p in out.iterdir()) == names
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_sigterm_during_training_leaves_no_partial_output(tmp_path, text_file):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [SEQSSM, "lm", "train", "--data", str(text_file), "--out", str(out)] + sum((["--set", s] for s in TINY), [])
+    proc = subprocess.Popen(args + ["--set", "train.max_steps=100000"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while not (out.exists() and any(out.iterdir())) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(1.0)  # inside training
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc != 0
+    assert "Traceback" not in proc.stderr.read()
+    assert not out.exists(), f"left behind: {[p.name for p in out.iterdir()]}"
+
+
+def test_stale_staging_of_a_dead_job_is_removed_and_nothing_else(tmp_path, text_file):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "run"
+    stale = out / f".staging-{dead.pid}-abc"
+    stale.mkdir(parents=True)
+    (stale / "metrics.json").write_text("{}")
+    args = ["lm", "train", "--data", str(text_file), "--out", str(out)] + sum((["--set", s] for s in TINY), [])
+    assert main(args + ["--set", "train.max_steps=2", "--set", "train.val_every=2"]) == 0  # staging is not content
+    assert not stale.exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
