@@ -67,6 +67,7 @@ class TrainConfig:
     devices: int = 1
     deterministic: bool = True  # deterministic algorithms where torch has them (warn where it has not)
     progress_bar: bool = True
+    threads: int = 0  # torch CPU threads (0: torch's default); 1 is far steadier on a CPU shared with other jobs
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
@@ -86,6 +87,7 @@ class TrainConfig:
             f"must be one of {', '.join(ACCELERATORS)}",
         )
         _require(self.devices >= 1, p + "devices", self.devices, "must be >= 1")
+        _require(self.threads >= 0, p + "threads", self.threads, "must be >= 0 (0: torch's default)")
 
 
 @dataclass

@@ -233,6 +233,8 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
     d, t = job.data, job.train
     job = dataclasses.replace(job, data=dataclasses.replace(d, path=str(Path(d.path).resolve())))
 
+    if t.threads:
+        torch.set_num_threads(t.threads)
     with staging_dir(out) as stage:
         L.seed_everything(t.seed, workers=True, verbose=False)
         model = seqssm.build_model(job.model)
