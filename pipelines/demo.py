@@ -56,9 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  parameters            {m['parameters']:,}")
     print(f"  final train loss      {m['final_train_loss']:.4f} nats ({m['final_train_bits_per_byte']:.4f} bits/byte)")
     print(f"  val bits per byte     {m['val_bits_per_byte']:.4f}")
-    print(f"  uniform over the {ref['symbols_in_training_part']} symbols seen   {ref['uniform_over_symbols']:.4f}"
-          + ("   (2.0 = uniform over ACGT)" if ref["symbols_in_training_part"] == 4 else ""))
-    print(f"  order-0 (byte frequencies) on val   {ref['order0_on_val']:.4f}")
+    print(f"  uniform over the {ref['symbols_in_training_part']} symbols seen: {ref['uniform_over_symbols']:.4f} bits/byte"
+          + ("  (uniform over ACGT)" if ref["symbols_in_training_part"] == 4 else ""))
+    print(f"  order-0 (byte frequencies of the training part) on val: {ref['order0_on_val']:.4f} bits/byte")
     gain = ref["order0_on_val"] - m["val_bits_per_byte"]
     print(f"  model vs order-0      {'better' if gain > 0 else 'worse'} by {abs(gain):.4f} bits/byte")
 

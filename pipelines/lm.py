@@ -187,27 +187,38 @@ def _lightning_module_class():
 
 
 def _plot_curves(history: dict, path: Path, title: str) -> None:
+    """Train and validation loss (bits per byte) against step: the whole run, and a zoom on its last 80 %."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    if history["train"]:
-        steps, losses = zip(*history["train"])
-        ax.plot(steps, np.array(losses) / LN2, lw=0.8, alpha=0.5, label="train (per step)")
-        k = max(1, len(losses) // 50)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    steps = np.array([s for s, _ in history["train"]], dtype=float)
+    bits = np.array([v for _, v in history["train"]], dtype=float) / LN2
+    vs = np.array([s for s, _ in history["val"]], dtype=float)
+    vb = np.array([v for _, v in history["val"]], dtype=float) / LN2
+    k = max(1, len(bits) // 50)
+    for ax, zoom in zip(axes, (False, True)):
+        ax.plot(steps, bits, lw=0.8, alpha=0.5, label="train (per step)")
         if k > 1:
-            smooth = np.convolve(losses, np.ones(k) / k, mode="valid") / LN2
-            ax.plot(steps[k - 1 :], smooth, lw=1.6, label=f"train (mean of {k})")
-    if history["val"]:
-        vs, vl = zip(*history["val"])
-        ax.plot(vs, np.array(vl) / LN2, "o-", lw=1.6, label="validation")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (bits per byte)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
+            ax.plot(steps[k - 1 :], np.convolve(bits, np.ones(k) / k, mode="valid"), lw=1.6, label=f"train (mean of {k})")
+        if len(vs):
+            ax.plot(vs, vb, "o-", lw=1.6, label="validation")
+        if zoom and len(steps) > 5:
+            start = steps[0] + 0.2 * (steps[-1] - steps[0])
+            tail = np.concatenate([bits[steps >= start], vb[vs >= start]])
+            lo, hi = np.percentile(tail, 1), np.percentile(tail, 99)
+            pad = 0.1 * (hi - lo) + 1e-3
+            ax.set_xlim(start, steps[-1])
+            ax.set_ylim(lo - pad, hi + pad)
+            ax.set_title("last 80 % of the run", fontsize=9)
+        else:
+            ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss (bits per byte)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
