@@ -21,7 +21,7 @@ def check_tensor(name: str, x, shape: tuple, *, device: torch.device, dtypes=FLO
     if x.device != device:
         raise KernelInputError(f"{name}: on device {x.device}, but u is on {device}")
     if x.dim() != len(shape) or any(s is not None and s != xs for s, xs in zip(shape, x.shape)):
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise KernelInputError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
 
 

@@ -36,9 +36,15 @@ import torch
 import torch.nn.functional as F
 
 # About this many elements per (b, d, T, n) chunk buffer: a few MB, so a chunk's working set stays in cache.
-_TARGET_CHUNK_ELEMENTS = 1 << 20
+_TARGET_CHUNK_ELEMENTS = 1 << 21
 _MAX_SEGMENT = 32  # S: steps per segment
 _MAX_SEGMENTS = 64  # M: segments per chunk
+# Tests set this to fill every output buffer with NaN before use, so an element left unwritten cannot pass.
+POISON_OUTPUTS = False
+
+
+def _new_output(like: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(like, float("nan")) if POISON_OUTPUTS else torch.empty_like(like)
 
 
 def _chunk_geometry(b: int, d: int, l: int, n: int) -> tuple[int, int]:
@@ -49,92 +55,143 @@ def _chunk_geometry(b: int, d: int, l: int, n: int) -> tuple[int, int]:
     return S, M
 
 
-class _BC:
-    """B or C in one of its three layouts, served chunk by chunk as a tensor broadcastable to (b, g, d/g, T, n).
+# Chunk buffers are time-major, (S, b, M, d, n): time t0 + m·S + s sits at [s, :, m]. One step of the local scans is
+# then one contiguous slice, and for each (s, b, m) the (d, n) state is contiguous.
 
-    (d, n) time-invariant is treated as d groups of one channel; (b, n, l) as one group.
+
+def _to_tm(x_bdt: torch.Tensor, S: int, M: int) -> torch.Tensor:
+    """(b, d, T) → a (S, b, M, d) view, T = M·S padded with zeros."""
+    b, d, t = x_bdt.shape
+    if t < S * M:
+        x_bdt = F.pad(x_bdt, (0, S * M - t))
+    return x_bdt.reshape(b, d, M, S).permute(3, 0, 2, 1)
+
+
+def _from_tm(x_sbmd: torch.Tensor, t: int) -> torch.Tensor:
+    """(S, b, M, d) → (b, d, t): the first t steps, in sequence order."""
+    S, b, M, d = x_sbmd.shape
+    return x_sbmd.permute(1, 3, 2, 0).reshape(b, d, M * S)[:, :, :t]
+
+
+class _BC:
+    """B or C in one of its three layouts, and the three products the scan takes with it, chunk by chunk.
+
+    (d, n) time-invariant is treated as d groups of one channel; (b, n, l) as one group. Inside a chunk the
+    time-varying layouts are viewed as (S, b, M, g, n), and the state as (S, b, M, g, d/g, n), so that the sums
+    over n and over the channels of a group are batched matrix products.
     """
 
     def __init__(self, X: torch.Tensor, d: int):
         self.time_invariant = X.dim() == 2
+        self.shape = X.shape
         if self.time_invariant:
             self.g = d
             self.X = X
         else:
             self.X = X if X.dim() == 4 else X.unsqueeze(1)  # (b, g, n, l)
             self.g = self.X.shape[1]
+        self.Xc = None
 
-    def chunk(self, t0: int, t1: int, T: int) -> torch.Tensor:
+    def load(self, t0: int, t1: int, S: int, M: int) -> None:
+        """Select the chunk [t0, t1), zero-padded to S·M steps (no input, no readout in the padding)."""
+        self.t0, self.t1 = t0, t1
         if self.time_invariant:
-            return self.X.reshape(1, self.g, 1, 1, -1)
-        Xc = self.X[..., t0:t1].transpose(-1, -2)  # (b, g, t1-t0, n)
-        if t1 - t0 < T:  # zero padding of the last chunk: no input, no readout
-            Xc = F.pad(Xc, (0, 0, 0, T - (t1 - t0)))
-        return Xc.unsqueeze(2)  # (b, g, 1, T, n)
+            self.Xc = self.X.reshape(1, 1, 1, self.g, 1, -1)  # (1, 1, 1, d, 1, n)
+            return
+        Xc = self.X[..., t0:t1]  # (b, g, n, t)
+        if t1 - t0 < S * M:
+            Xc = F.pad(Xc, (0, S * M - (t1 - t0)))
+        b, g, n, _ = Xc.shape
+        self.Xc = Xc.reshape(b, g, n, M, S).permute(4, 0, 3, 1, 2).unsqueeze(4)  # (S, b, M, g, 1, n)
 
-    def add_grad(self, grad: torch.Tensor, prod_bgdtn: torch.Tensor, t0: int, t1: int) -> None:
-        """Accumulate Σ over the channels of each group (and over b, t when time-invariant) into grad."""
+    def outer(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out (S, b, M, d, n) ← v (S, b, M, d) ⊗ X: the input Δ u B, or the adjoint source dy C."""
+        torch.mul(_grouped(v.unsqueeze(-1), self.g), self.Xc, out=_grouped(out, self.g))
+        return out
+
+    def contract_n(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ_n x ⊙ X → (S, b, M, d): the readout <C, h>, or <B, g> in backward."""
+        S, b, M, d, n = x.shape
         if self.time_invariant:
-            grad += prod_bgdtn.sum(dim=(0, 2, 3))  # (d, n)
-        else:
-            g_bgtn = prod_bgdtn.sum(dim=2)[:, :, : t1 - t0]  # (b, g, t, n)
-            grad[..., t0:t1] = g_bgtn.transpose(-1, -2)
+            return (_grouped(x, self.g) * self.Xc).sum(-1).view(S, b, M, d)
+        return torch.matmul(_grouped(x, self.g), self.Xc.transpose(-1, -2)).view(S, b, M, d)
 
-    def grad_buffer(self) -> torch.Tensor:
-        return torch.zeros_like(self.X)
+    def new_grad(self) -> torch.Tensor:
+        return torch.zeros_like(self.X) if self.time_invariant else _new_output(self.X)
 
-    def grad_as_input(self, grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return grad.view(like.shape)
+    def add_grad(self, grad: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> None:
+        """grad of X += Σ_{channels of a group} v ⊙ x (and Σ over time and batch when time-invariant)."""
+        if self.time_invariant:
+            grad += torch.einsum("sbmdn,sbmd->dn", x, v)
+            return
+        S, b, M, d, n = x.shape
+        xg = _grouped(x, self.g)  # (S, b, M, g, dg, n)
+        vg = _grouped(v.unsqueeze(-1), self.g).transpose(-1, -2)  # (S, b, M, g, 1, dg)
+        per_t = torch.matmul(vg, xg).view(S, b, M, self.g, n).permute(1, 3, 4, 2, 0).reshape(b, self.g, n, M * S)
+        grad[..., self.t0 : self.t1] = per_t[..., : self.t1 - self.t0]
+
+    def grad_as_input(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad.view(self.shape)
 
 
-def _grouped(x_bdtn: torch.Tensor, g: int) -> torch.Tensor:
-    b, d, T, n = x_bdtn.shape
-    return x_bdtn.view(b, g, d // g, T, n)
+def _grouped(x: torch.Tensor, g: int) -> torch.Tensor:
+    """(S, b, M, d, n) → (S, b, M, g, d/g, n) view."""
+    S, b, M, d, n = x.shape
+    return x.view(S, b, M, g, d // g, n)
 
 
-def _pad_t(x_bdt: torch.Tensor, T: int) -> torch.Tensor:
-    return x_bdt if x_bdt.shape[-1] == T else F.pad(x_bdt, (0, T - x_bdt.shape[-1]))
+def _scan_forward_(x, a, P, h0, carry) -> torch.Tensor:
+    """In place: x (S, b, M, d, n) ← h_t = a_t h_{t-1} + x_t from h_{-1} = h0 (b, d, n).
 
-
-def _scan_forward_(x: torch.Tensor, a: torch.Tensor, h0: torch.Tensor, S: int) -> torch.Tensor:
-    """In place: x (b, d, T, n) ← h_t = a_t h_{t-1} + x_t from h_{-1} = h0 (b, d, n). `a` is overwritten.
-
-    Returns h_{T-1}. T must be a multiple of S.
+    P[s] = a_0 ⋯ a_s within each segment; carry (b, M, d, n) receives the state before each segment.
+    Returns the state at the chunk's end.
     """
-    b, d, T, n = x.shape
-    M = T // S
-    xs, as_ = x.view(b, d, M, S, n), a.view(b, d, M, S, n)
+    S, M = x.shape[0], x.shape[2]
     for s in range(1, S):  # 1. local scans, all segments at once
-        xs[:, :, :, s].addcmul_(as_[:, :, :, s], xs[:, :, :, s - 1])
-    as_.cumprod_(dim=3)  # P: decay from each segment's start, products of numbers in (0, 1]
-    carry = torch.empty(b, d, M, n, dtype=x.dtype, device=x.device)
+        x[s].addcmul_(a[s], x[s - 1])
     h = h0
     for m in range(M):  # 2. carries across segments
-        carry[:, :, m] = h
-        h = torch.addcmul(xs[:, :, m, S - 1], as_[:, :, m, S - 1], h)
-    xs.addcmul_(as_, carry.unsqueeze(3))  # 3. fix-up
+        carry[:, m] = h
+        h = torch.addcmul(x[S - 1, :, m], P[S - 1, :, m], h)
+    x.addcmul_(P, carry)  # 3. fix-up
     return h
 
 
-def _scan_backward_(x: torch.Tensor, a: torch.Tensor, g_end: torch.Tensor, S: int) -> torch.Tensor:
+def _scan_backward_(x, a, P, g_end) -> torch.Tensor:
     """In place: x ← g_t = x_t + a_t g_{t+1} from g_T = g_end (the time-reversed twin of _scan_forward_).
 
-    `a` is overwritten. Returns g_0.
+    P[s] = a_s ⋯ a_{S-1} within each segment. Returns g at the chunk's first step.
     """
-    b, d, T, n = x.shape
-    M = T // S
-    xs, as_ = x.view(b, d, M, S, n), a.view(b, d, M, S, n)
+    S, M = x.shape[0], x.shape[2]
     for s in range(S - 2, -1, -1):
-        xs[:, :, :, s].addcmul_(as_[:, :, :, s], xs[:, :, :, s + 1])
-    for s in range(S - 2, -1, -1):  # suffix products within each segment
-        as_[:, :, :, s].mul_(as_[:, :, :, s + 1])
-    carry = torch.empty(b, d, M, n, dtype=x.dtype, device=x.device)
+        x[s].addcmul_(a[s], x[s + 1])
+    carry = torch.empty_like(x[0])
     g = g_end
     for m in range(M - 1, -1, -1):
-        carry[:, :, m] = g
-        g = torch.addcmul(xs[:, :, m, 0], as_[:, :, m, 0], g)
-    xs.addcmul_(as_, carry.unsqueeze(3))
+        carry[:, m] = g
+        g = torch.addcmul(x[0, :, m], P[0, :, m], g)
+    x.addcmul_(P, carry)
     return g
+
+
+def _log_floor(dtype: torch.dtype) -> float:
+    """Decays below exp(floor) are raised to it (8.7e-27 in float32): subnormal results make x86 exp and multiply
+    10-50x slower, and the change is far below the resolution of any state it multiplies. Products of two floored
+    decays underflow straight to zero, which costs nothing."""
+    return -600.0 if dtype == torch.float64 else -60.0
+
+
+def _decay_(out: torch.Tensor, dt_sbmd: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """out (S, b, M, d, n) ← exp(Δ A), the zero-order hold of paper eq. 4 (in (0, 1] for Δ ≥ 0, A < 0).
+
+    Given a cumulative sum of Δ it gives the decay over several steps: only sums of Δ are exponentiated, never
+    a difference of them, so nothing can overflow."""
+    torch.mul(dt_sbmd.unsqueeze(-1), A, out=out).clamp_min_(_log_floor(out.dtype))
+    return out.exp_()
+
+
+def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x.flip(dim).cumsum(dim).flip(dim)
 
 
 class _ChunkedScan(torch.autograd.Function):
@@ -147,21 +204,22 @@ class _ChunkedScan(torch.autograd.Function):
         S, M = _chunk_geometry(b, d, l, n)
         T = S * M
         Bc, Cc = _BC(B, d), _BC(C, d)
-        y = torch.empty_like(u)
+        y = _new_output(u)
         starts = []
         h = h0
-        x = torch.empty(b, d, T, n, dtype=u.dtype, device=u.device)
-        a = torch.empty_like(x)
+        x = torch.empty(S, b, M, d, n, dtype=u.dtype, device=u.device)
+        a, P, carry = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x[0])
         for t0 in range(0, l, T):
             t1 = min(t0 + T, l)
             starts.append(h)
-            dt = _pad_t(delta[:, :, t0:t1], T)  # zero Δ in the padding: a = 1, x = 0, the state just waits
-            torch.mul(dt.unsqueeze(-1), A.reshape(1, d, 1, n), out=a).exp_()
-            du = (dt * _pad_t(u[:, :, t0:t1], T)).unsqueeze(-1)
-            torch.mul(_grouped(du, Bc.g), Bc.chunk(t0, t1, T), out=_grouped(x, Bc.g))
-            h = _scan_forward_(x, a, h, S)
-            yc = (_grouped(x, Cc.g) * Cc.chunk(t0, t1, T)).sum(-1).view(b, d, T)
-            y[:, :, t0:t1] = yc[:, :, : t1 - t0]
+            dt = _to_tm(delta[:, :, t0:t1], S, M)  # zero Δ in the padding: a = 1, x = 0, the state just waits
+            _decay_(a, dt, A)
+            _decay_(P, dt.cumsum(0), A)
+            Bc.load(t0, t1, S, M)
+            Cc.load(t0, t1, S, M)
+            Bc.outer(dt * _to_tm(u[:, :, t0:t1], S, M), out=x)
+            h = _scan_forward_(x, a, P, h, carry)
+            y[:, :, t0:t1] = _from_tm(Cc.contract_n(x), t1 - t0)
         ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts) if starts else h0.unsqueeze(0))
         ctx.geometry = (S, M)
         return y, h
@@ -174,51 +232,54 @@ class _ChunkedScan(torch.autograd.Function):
         b, d, l = u.shape
         n = A.shape[1]
         Bc, Cc = _BC(B, d), _BC(C, d)
-        du, ddelta = torch.zeros_like(u), torch.zeros_like(delta)
+        du, ddelta = _new_output(u), _new_output(delta)
         dA = torch.zeros_like(A)
-        dB, dC = Bc.grad_buffer(), Cc.grad_buffer()
+        dB, dC = Bc.new_grad(), Cc.new_grad()
         g = torch.zeros(b, d, n, dtype=u.dtype, device=u.device) if dh_last is None else dh_last.to(u.dtype)
         dy = torch.zeros_like(u) if dy is None else dy
 
-        hbuf = torch.empty(b, d, T + 1, n, dtype=u.dtype, device=u.device)  # h_{t-1} and h_t as two views
-        abuf = torch.empty_like(hbuf)  # a_t for t in the chunk plus a = 1 past its end
-        work = torch.empty(b, d, T, n, dtype=u.dtype, device=u.device)
-        gh = torch.empty_like(work)
+        # hbuf[0] holds h before each segment, so hbuf[:S] is h_{t-1} and hbuf[1:] is h_t (time-major layout);
+        # likewise abuf[1:] is a_{t+1}, with abuf[S] = the next segment's first decay (1 past the chunk's end).
+        hbuf = torch.empty(S + 1, b, M, d, n, dtype=u.dtype, device=u.device)
+        abuf = torch.empty_like(hbuf)
+        P = torch.empty_like(hbuf[1:])
+        gh = torch.empty_like(P)
         nchunks = -(-l // T)
         for c in range(nchunks - 1, -1, -1):
             t0, t1 = c * T, min(c * T + T, l)
-            dt = _pad_t(delta[:, :, t0:t1], T)
-            uc = _pad_t(u[:, :, t0:t1], T)
+            dt = _to_tm(delta[:, :, t0:t1], S, M)
+            uc = _to_tm(u[:, :, t0:t1], S, M)
             dtu = dt * uc
-            Bt, Ct = Bc.chunk(t0, t1, T), Cc.chunk(t0, t1, T)
-            torch.mul(F.pad(dt, (0, 1)).unsqueeze(-1), A.reshape(1, d, 1, n), out=abuf).exp_()
-            a, a_next = abuf[:, :, :T], abuf[:, :, 1:]
+            Bc.load(t0, t1, S, M)
+            Cc.load(t0, t1, S, M)
+            a = _decay_(abuf[:S], dt, A)
+            abuf[S, :, : M - 1] = abuf[0, :, 1:]
+            abuf[S, :, M - 1] = 1.0
 
             # Recompute the states of this chunk from its saved start.
-            h_prev, h = hbuf[:, :, :T], hbuf[:, :, 1:]
-            hbuf[:, :, 0] = starts[c]
-            torch.mul(_grouped(dtu.unsqueeze(-1), Bc.g), Bt, out=_grouped(h, Bc.g))
-            work.copy_(a)
-            _scan_forward_(h, work, starts[c], S)
+            h_prev, h = hbuf[:S], hbuf[1:]
+            Bc.outer(dtu, out=h)
+            _scan_forward_(h, a, _decay_(P, dt.cumsum(0), A), starts[c], hbuf[0])
 
-            # Adjoint states g_t, scanned backwards from the next chunk's carry.
-            dyc = _pad_t(dy[:, :, t0:t1], T)
-            torch.mul(_grouped(dyc.unsqueeze(-1), Cc.g), Ct, out=_grouped(gh, Cc.g))
-            work.copy_(a_next)
-            _scan_backward_(gh, work, g, S)
+            # Adjoint states g_t, scanned backwards from the next chunk's carry, with decays a_{t+1}.
+            dt_next = torch.cat([dt[1:], torch.cat([dt[:1, :, 1:], torch.zeros_like(dt[:1, :, :1])], 2)], 0)
+            dyc = _to_tm(dy[:, :, t0:t1], S, M)
+            Cc.outer(dyc, out=gh)
+            _scan_backward_(gh, abuf[1:], _decay_(P, _reverse_cumsum(dt_next, 0), A), g)
+            work = P  # free again: reuse it for the decay gradient
 
             # dC_t = Σ_d h_t dy_t;  ∂x_t = g_t gives du, dΔ (through Δ u) and dB.
-            Cc.add_grad(dC, _grouped(h, Cc.g) * _grouped(dyc.unsqueeze(-1), Cc.g), t0, t1)
-            gB = (_grouped(gh, Bc.g) * Bt).sum(-1).view(b, d, T)
-            Bc.add_grad(dB, _grouped(gh, Bc.g) * _grouped(dtu.unsqueeze(-1), Bc.g), t0, t1)
+            Cc.add_grad(dC, h, dyc)
+            gB = Bc.contract_n(gh)
+            Bc.add_grad(dB, gh, dtu)
             # ∂(Δ_t A) = g_t ⊙ a_t ⊙ h_{t-1}: gives dΔ and dA.
             torch.mul(a, h_prev, out=work).mul_(gh)
-            ddt = gB * uc + (work * A.reshape(1, d, 1, n)).sum(-1)
-            dA += (work * dt.unsqueeze(-1)).sum(dim=(0, 2))
-            du[:, :, t0:t1] = (gB * dt)[:, :, : t1 - t0]
-            ddelta[:, :, t0:t1] = ddt[:, :, : t1 - t0]
-            g = a[:, :, 0] * gh[:, :, 0]  # ∂loss/∂h_{t0-1}: the carry into the previous chunk
-        return du, ddelta, dA, Bc.grad_as_input(dB, B), Cc.grad_as_input(dC, C), g
+            ddt = gB * uc + (work * A).sum(-1)
+            dA += (work * dt.unsqueeze(-1)).sum(dim=(0, 1, 2))
+            du[:, :, t0:t1] = _from_tm(gB * dt, t1 - t0)
+            ddelta[:, :, t0:t1] = _from_tm(ddt, t1 - t0)
+            g = a[0, :, 0] * gh[0, :, 0]  # ∂loss/∂h_{t0-1}: the carry into the previous chunk
+        return du, ddelta, dA, Bc.grad_as_input(dB), Cc.grad_as_input(dC), g
 
 
 def selective_scan_chunked(
