@@ -1,0 +1,32 @@
+"""Helpers of the pipeline tests (a unique module name, importable from the test files)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# A model and job small enough that ~30 steps take a few seconds on 2 CPU cores.
+TINY = [
+    "model.d_model=16",
+    "model.n_layer=2",
+    "model.d_state=4",
+    "model.scan_backend=reference",
+    "data.seq_len=32",
+    "data.batch_size=4",
+    "data.val_max_windows=4",
+    "train.max_steps=30",
+    "train.warmup_steps=3",
+    "train.lr=0.01",
+    "train.val_every=15",
+    "train.log_every=5",
+    "train.progress_bar=false",
+]
+
+
+def make_text(n: int, seed: int = 0) -> bytes:
+    """Bytes with structure a tiny model picks up at once: words from a 6-letter alphabet, separated by spaces."""
+    rng = np.random.default_rng(seed)
+    letters = np.frombuffer(b"acgtno", dtype=np.uint8)
+    out = bytearray()
+    while len(out) < n:
+        out += bytes(rng.choice(letters, size=int(rng.integers(2, 7)))) + b" "
+    return bytes(out[:n])
