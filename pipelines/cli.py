@@ -26,6 +26,7 @@ PROG = "seqssm"
 SUBCOMMANDS: dict[str, str] = {
     "info": "seqssm.pipelines.info",
     "lm": "seqssm.pipelines.lm",
+    "bench": "seqssm.pipelines.bench",
 }
 
 EXIT_USAGE = 2
