@@ -206,61 +206,108 @@ def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.flip(dim).cumsum(dim).flip(dim)
 
 
+class _Chunk:
+    """The elementwise ends of the scan for steps [t0, t1), in (b, d, t) layout, computed in the wide dtype:
+    Δ = softplus(delta + delta_bias), and out = (y + D u) · silu(z). Fusing them here (rather than leaving them to
+    autograd) keeps a single saved copy of each input instead of one tensor of size (b, d, l) per operation."""
+
+    def __init__(self, ctx_inputs, t0: int, t1: int, wide: torch.dtype):
+        u, delta, D, z, delta_bias, softplus = ctx_inputs
+        self.u = u[:, :, t0:t1].to(wide)
+        pre = delta[:, :, t0:t1].to(wide)
+        if delta_bias is not None:
+            pre = pre + delta_bias.to(wide)[:, None]
+        self.pre, self.softplus = pre, softplus
+        self.dt = F.softplus(pre) if softplus else pre
+        self.D = None if D is None else D.to(wide)[:, None]
+        self.z = None if z is None else z[:, :, t0:t1].to(wide)
+
+    def output(self, y: torch.Tensor) -> torch.Tensor:
+        if self.D is not None:
+            y = y + self.D * self.u
+        return y if self.z is None else y * F.silu(self.z)
+
+    def backward(self, dout: torch.Tensor, y: torch.Tensor | None):
+        """From ∂out, returns ∂y (into the scan), the skip's ∂u, ∂D and ∂z (y is the scan output, needed for z)."""
+        dy, du_skip, dD, dz = dout, None, None, None
+        if self.z is not None:
+            sig = torch.sigmoid(self.z)
+            y_pre = y if self.D is None else y + self.D * self.u
+            dz = dout * y_pre * sig * (1 + self.z * (1 - sig))  # silu'(z) = σ(z)(1 + z(1 - σ(z)))
+            dy = dout * self.z * sig
+        if self.D is not None:
+            du_skip = dy * self.D
+            dD = (dy * self.u).sum(dim=(0, 2))
+        return dy, du_skip, dD, dz
+
+    def ddelta(self, ddt: torch.Tensor) -> torch.Tensor:
+        return ddt * torch.sigmoid(self.pre) if self.softplus else ddt
+
+
 class _ChunkedScan(torch.autograd.Function):
-    """y_t = <C_t, h_t>, h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t; returns (y (b, d, l), h_{l-1} (b, d, n))."""
+    """out = (<C_t, h_t> + D u_t) · silu(z_t), h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t, Δ = softplus(delta + bias).
+
+    Returns (out (b, d, l) in u's dtype, h_{l-1} (b, d, n) in the wide dtype)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, h0):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
         b, d, l = u.shape
         n = A.shape[1]
+        wide = A.dtype
         S, M = _chunk_geometry(b, d, l, n)
         T = S * M
         Bc, Cc = _BC(B, d), _BC(C, d)
-        y = _new_output(u)
+        out = _new_output(u)
         starts = []
         h = h0
-        x = torch.empty(S, b, M, d, n, dtype=u.dtype, device=u.device)
+        x = torch.empty(S, b, M, d, n, dtype=wide, device=u.device)
         a, P, carry = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x[0])
+        elementwise = (u, delta, D, z, delta_bias, softplus)
         for t0 in range(0, l, T):
             t1 = min(t0 + T, l)
             starts.append(h)
-            dt = _to_tm(delta[:, :, t0:t1], S, M)  # zero Δ in the padding: a = 1, x = 0, the state just waits
+            ch = _Chunk(elementwise, t0, t1, wide)
+            dt = _to_tm(ch.dt, S, M)  # zero Δ in the padding: a = 1, x = 0, the state just waits
             _decay_(a, dt, A)
             P_ = _decay_(P, dt.cumsum(0), A) if M > 1 else None
             Bc.load(t0, t1, S, M)
             Cc.load(t0, t1, S, M)
-            Bc.outer(dt * _to_tm(u[:, :, t0:t1], S, M), out=x)
+            Bc.outer(dt * _to_tm(ch.u, S, M), out=x)
             h = _scan_forward_(x, a, P_, h, carry)
-            y[:, :, t0:t1] = _from_tm(Cc.contract_n(x), t1 - t0)
-        ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts) if starts else h0.unsqueeze(0))
-        ctx.geometry = (S, M)
-        return y, h
+            out[:, :, t0:t1] = ch.output(_from_tm(Cc.contract_n(x), t1 - t0))
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, torch.stack(starts) if starts else h0[None])
+        ctx.geometry, ctx.softplus = (S, M), softplus
+        return out, h
 
     @staticmethod
-    def backward(ctx, dy, dh_last):
-        u, delta, A, B, C, starts = ctx.saved_tensors
+    def backward(ctx, dout, dh_last):
+        u, delta, A, B, C, D, z, delta_bias, starts = ctx.saved_tensors
         S, M = ctx.geometry
         T = S * M
         b, d, l = u.shape
         n = A.shape[1]
+        wide = A.dtype
         Bc, Cc = _BC(B, d), _BC(C, d)
         du, ddelta = _new_output(u), _new_output(delta)
+        dz = None if z is None else _new_output(z)
         dA = torch.zeros_like(A)
+        dD = None if D is None else torch.zeros(d, dtype=wide, device=u.device)
+        dbias = None if delta_bias is None else torch.zeros(d, dtype=wide, device=u.device)
         dB, dC = Bc.new_grad(), Cc.new_grad()
-        g = torch.zeros(b, d, n, dtype=u.dtype, device=u.device) if dh_last is None else dh_last.to(u.dtype)
-        dy = torch.zeros_like(u) if dy is None else dy
+        g = torch.zeros(b, d, n, dtype=wide, device=u.device) if dh_last is None else dh_last.to(wide)
+        elementwise = (u, delta, D, z, delta_bias, ctx.softplus)
 
         # hbuf[0] holds h before each segment, so hbuf[:S] is h_{t-1} and hbuf[1:] is h_t (time-major layout);
         # likewise abuf[1:] is a_{t+1}, with abuf[S] = the next segment's first decay (1 past the chunk's end).
-        hbuf = torch.empty(S + 1, b, M, d, n, dtype=u.dtype, device=u.device)
+        hbuf = torch.empty(S + 1, b, M, d, n, dtype=wide, device=u.device)
         abuf = torch.empty_like(hbuf)
         P = torch.empty_like(hbuf[1:])
         gh = torch.empty_like(P)
         nchunks = -(-l // T)
         for c in range(nchunks - 1, -1, -1):
             t0, t1 = c * T, min(c * T + T, l)
-            dt = _to_tm(delta[:, :, t0:t1], S, M)
-            uc = _to_tm(u[:, :, t0:t1], S, M)
+            ch = _Chunk(elementwise, t0, t1, wide)
+            dt, uc = _to_tm(ch.dt, S, M), _to_tm(ch.u, S, M)
             dtu = dt * uc
             Bc.load(t0, t1, S, M)
             Cc.load(t0, t1, S, M)
@@ -268,14 +315,17 @@ class _ChunkedScan(torch.autograd.Function):
             abuf[S, :, : M - 1] = abuf[0, :, 1:]
             abuf[S, :, M - 1] = 1.0
 
-            # Recompute the states of this chunk from its saved start.
+            # Recompute the states of this chunk from its saved start (and the scan output, for the gate).
             h_prev, h = hbuf[:S], hbuf[1:]
             Bc.outer(dtu, out=h)
             _scan_forward_(h, a, _decay_(P, dt.cumsum(0), A) if M > 1 else None, starts[c], hbuf[0])
+            y = _from_tm(Cc.contract_n(h), t1 - t0) if z is not None else None
+            dout_c = torch.zeros_like(ch.u) if dout is None else dout[:, :, t0:t1].to(wide)
+            dy, du_skip, dD_c, dz_c = ch.backward(dout_c, y)
 
             # Adjoint states g_t, scanned backwards from the next chunk's carry, with decays a_{t+1}.
             dt_next = torch.cat([dt[1:], torch.cat([dt[:1, :, 1:], torch.zeros_like(dt[:1, :, :1])], 2)], 0)
-            dyc = _to_tm(dy[:, :, t0:t1], S, M)
+            dyc = _to_tm(dy, S, M)
             Cc.outer(dyc, out=gh)
             P_next = _decay_(P, _reverse_cumsum(dt_next, 0), A) if M > 1 else None
             _scan_backward_(gh, abuf[1:], P_next, g)
@@ -287,34 +337,32 @@ class _ChunkedScan(torch.autograd.Function):
             Bc.add_grad(dB, gh, dtu)
             # ∂(Δ_t A) = g_t ⊙ a_t ⊙ h_{t-1}: gives dΔ and dA.
             torch.mul(a, h_prev, out=work).mul_(gh)
-            ddt = gB * uc + (work * A).sum(-1)
+            ddt = _from_tm(gB * uc + (work * A).sum(-1), t1 - t0)
             dA += (work * dt.unsqueeze(-1)).sum(dim=(0, 1, 2))
-            du[:, :, t0:t1] = _from_tm(gB * dt, t1 - t0)
-            ddelta[:, :, t0:t1] = _from_tm(ddt, t1 - t0)
+            du_c = _from_tm(gB * dt, t1 - t0)
+            du[:, :, t0:t1] = du_c if du_skip is None else du_c + du_skip
+            dpre = ch.ddelta(ddt)
+            ddelta[:, :, t0:t1] = dpre
+            if dbias is not None:
+                dbias += dpre.sum(dim=(0, 2))
+            if dD is not None:
+                dD += dD_c
+            if dz is not None:
+                dz[:, :, t0:t1] = dz_c
             g = a[0, :, 0] * gh[0, :, 0]  # ∂loss/∂h_{t0-1}: the carry into the previous chunk
-        return du, ddelta, dA, Bc.grad_as_input(dB), Cc.grad_as_input(dC), g
+        return du, ddelta, dA, Bc.grad_as_input(dB), Cc.grad_as_input(dC), dD, dz, dbias, g, None
 
 
 def selective_scan_chunked(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None,
     return_last_state=False,
 ):
-    """Chunked backend; same contract as seqssm.kernels.scan (inputs already validated there)."""
-    dtype_in = u.dtype
+    """Chunked backend; same contract as seqssm.kernels.selective_scan (inputs already validated there)."""
     wide = torch.float64 if u.dtype == torch.float64 else torch.float32
     b, d, l = u.shape
     n = A.shape[1]
-    uw = u.to(wide)
-    dt = delta.to(wide)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(wide)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
     h0 = torch.zeros(b, d, n, dtype=wide, device=u.device) if initial_state is None else initial_state.to(wide)
-    y, h_last = _ChunkedScan.apply(uw.contiguous(), dt.contiguous(), A.to(wide), B.to(wide), C.to(wide), h0)
-    if D is not None:
-        y = y + D.to(wide)[:, None] * uw
-    if z is not None:
-        y = y * F.silu(z.to(wide))
-    out = y.to(dtype_in)
+    out, h_last = _ChunkedScan.apply(
+        u, delta, A.to(wide), B.to(wide), C.to(wide), D, z, delta_bias, h0, bool(delta_softplus)
+    )
     return (out, h_last) if return_last_state else out
