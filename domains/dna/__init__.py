@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqssm.domains.dna.alphabet import IUPAC, DNAInputError, reverse_complement
+from seqssm.domains.dna.conjoin import rc_conjoin
 from seqssm.domains.dna.datasets import Collate, DedupReport, GenomeWindows, LabelledSequences, dedup_against
 from seqssm.domains.dna.fasta import BedInterval, FastaRecord, IndexedGenome, read_bed, read_fasta
 from seqssm.domains.dna.tokenizer import (
@@ -51,6 +52,7 @@ __all__ = [
     "NucleotideTokenizer",
     "RandomReverseComplement",
     "plugin",
+    "rc_conjoin",
     "read_bed",
     "read_fasta",
     "reverse_complement",
