@@ -43,6 +43,7 @@ class ModelConfig:
     n_layer: int = 4
     vocab_size: int = 256
     layer: str = "mamba"  # mixer name in seqssm.registry.LAYERS
+    bidirectional_weight_tie: bool = False  # layer "bimamba": one Mamba for both directions
     d_state: int = 16  # n: the SSM state size per channel (paper section 3.2, N)
     d_conv: int = 4  # k: width of the short causal convolution before the SSM
     expand: int = 2  # e = expand · d
