@@ -13,19 +13,21 @@ Python-level operations at about sqrt(T) per level while each operation still co
     1. local scans: the chunk is split into M segments of S steps; a loop over s = 0..S-1 advances all segments
        at once (one fused multiply-add over (b, d, M, n) per step);
     2. segment carries: a loop over the M segments passes the state across segment boundaries, using each
-       segment's cumulative decay P (a cumulative product of the a_t, all in (0, 1]);
+       segment's cumulative decay P = exp(A · Σ Δ) (in (0, 1]);
     3. fix-up: h = local + P ⊙ carry, one fused multiply-add over the chunk.
 
-Only products of decays in (0, 1] and sums of inputs appear: there is no exp of a positive running sum, so strong
-decays and large Δ (say 10) underflow gracefully to 0 instead of overflowing, at any length (the usual
-exp(cumsum)/exp(-cumsum) factorisation overflows float32 as soon as |A|·ΣΔ exceeds about 88).
+Only decays in (0, 1], exponentials of non-positive sums and sums of inputs appear: there is no exp of a positive
+running sum, so strong decays and large Δ (say 10) underflow gracefully instead of overflowing, at any length (the
+usual exp(cumsum)/exp(-cumsum) factorisation overflows float32 as soon as |A|·ΣΔ exceeds about 88). Decays are
+floored at exp(-60) (see _log_floor): subnormal numbers would make the CPU 10-50x slower.
 
 Backward (the paper's section 3.3.2 recomputation, done chunk by chunk in reverse): the forward saves only the
 state at each chunk start; each chunk recomputes its states, runs the adjoint recurrence
     g_t = C_t ⊗ dy_t + a_{t+1} ⊙ g_{t+1}        (g_t = ∂loss/∂h_t; the carry from the next chunk is a_{t1} ⊙ g_{t1})
 with the same two-level scan backwards, and forms the input gradients from g, h_{t-1} and a:
     ∂x_t = g_t,   ∂log a_t = g_t ⊙ a_t ⊙ h_{t-1},   ∂h_{-1} = a_0 ⊙ g_0.
-D, the gate z, delta_bias and softplus are O(b·d·l) elementwise ops left to autograd in the public function.
+delta_bias with softplus, the skip D and the gate z are fused into the same autograd Function (class _Chunk), so
+the forward saves each input once and nothing of size (b, d, l) besides.
 """
 
 from __future__ import annotations
