@@ -6,7 +6,11 @@ Backends:
     "reference"  the sequential loop of reference.py: the executable spec, float32/float64, slow.
     "chunked"    chunked.py: fast pure PyTorch for CPU (or any device), O(b·d·l + b·d·n·chunk) memory,
                  recomputation in backward. Same numerics class as the reference (fp32 state, or fp64).
-    "auto"       "chunked" for now; it never switches to a path of other numerics without saying so.
+    "triton"     triton_kernels.py: fused forward and recomputing backward in Triton, for CUDA tensors (or CPU
+                 tensors under the Triton interpreter, TRITON_INTERPRET=1, which is how CI tests it).
+                 Inputs float32/16/bf16, state and arithmetic float32. Not yet measured on a GPU.
+    "auto"       "chunked" for now (the triton path is used only when asked for until it has been measured on a
+                 GPU); it never switches to a path of other numerics without saying so.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import torch
 from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
 from seqssm.kernels.scan.reference import selective_scan_reference, selective_state_update_reference
 
-BACKENDS = ("auto", "reference", "chunked")
+BACKENDS = ("auto", "reference", "chunked", "triton")
 
 
 def available_backends() -> tuple[str, ...]:
     """Backends that can run on this machine (besides "auto")."""
-    return ("reference", "chunked")
+    import torch
+
+    from seqssm.kernels.scan.triton_scan import triton_usable
+
+    usable, _ = triton_usable(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return ("reference", "chunked", "triton") if usable else ("reference", "chunked")
 
 
 def _check_bc(name: str, X, b: int, d: int, n: int, l: int, device) -> None:
@@ -107,6 +116,12 @@ def selective_scan(
     _validate(u, delta, A, B, C, D, z, delta_bias, initial_state)
     if backend == "reference":
         return selective_scan_reference(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state
+        )
+    if backend == "triton":
+        from seqssm.kernels.scan.triton_scan import selective_scan_triton
+
+        return selective_scan_triton(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state
         )
     from seqssm.kernels.scan.chunked import selective_scan_chunked

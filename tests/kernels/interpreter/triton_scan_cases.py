@@ -1,0 +1,91 @@
+"""The triton scan backend under the Triton interpreter, against the float64 reference.
+
+Not collected by the main run (the file name does not start with test_): tests/kernels/test_triton_backend.py runs
+it in a fresh process with TRITON_INTERPRET=1, which must be set before triton is first imported. The interpreter
+runs one numpy step per time step and program, so lengths stay short; a checkpoint chunk of 16 steps makes those
+lengths cross several chunk boundaries.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/kernels/test_triton_backend.py"
+
+import seqssm.kernels.scan.triton_scan as triton_scan  # noqa: E402
+from kernel_testing import FLAGS, assert_close, make_inputs, rel_err, run  # noqa: E402
+from seqssm.kernels import KernelInputError, selective_scan  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _small_chunks_and_poison(monkeypatch):
+    monkeypatch.setattr(triton_scan, "CHUNK", 16)
+    monkeypatch.setattr(triton_scan, "POISON_OUTPUTS", True)
+    torch.manual_seed(0)
+
+
+CASES = {
+    "var-all-L1": ("var", FLAGS, 1),
+    "var-all-L16": ("var", FLAGS, 16),
+    "var-all-L37": ("var", FLAGS, 37),
+    "var-all-L100": ("var", FLAGS, 100),
+    "var-none-L37": ("var", (), 37),
+    "grouped-all-L37": ("grouped", FLAGS, 37),
+    "grouped-none-L37": ("grouped", (), 37),
+    "ti-all-L37": ("ti", FLAGS, 37),
+    "mixed-all-L37": ("mixed", FLAGS, 37),
+    "var-softplus-only-L37": ("var", ("delta_softplus", "return_last_state"), 37),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_triton_matches_reference(case):
+    layout, flags, l = CASES[case]
+    inputs = make_inputs(2, 4, l, 8, layout, flags)
+    want = run(inputs, flags, "reference", torch.float64)
+    assert_close(run(inputs, flags, "triton", torch.float32), want, 1e-5)
+
+
+def test_bf16_inputs_compute_in_float32():
+    """bf16 in, bf16 out: one rounding of the output to bf16 (8 bits of mantissa), the state stays float32."""
+    inputs = make_inputs(2, 4, 37, 8, "var", FLAGS)
+    rounded = {k: v.detach().to(torch.bfloat16).double().requires_grad_(True) for k, v in inputs.items()}
+    got, _ = run(rounded, FLAGS, "triton", torch.bfloat16)
+    want, _ = run(rounded, FLAGS, "reference", torch.float64)
+    assert got[0].dtype == torch.bfloat16
+    assert rel_err(got[0], want[0]) < 1e-2 and rel_err(got[1], want[1]) < 1e-5
+
+
+def test_two_segments_equal_one_pass():
+    inputs = {k: v.detach().float() for k, v in make_inputs(1, 4, 40, 8, "var", FLAGS).items()}
+    kw = dict(D=inputs["D"], delta_bias=inputs["delta_bias"], delta_softplus=True, return_last_state=True,
+              backend="triton")
+    whole = selective_scan(inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"], z=inputs["z"],
+                           initial_state=inputs["initial_state"], **kw)
+    s = 17
+    part = lambda x, sl: x[..., sl]  # noqa: E731
+    y1, h1 = selective_scan(*(part(inputs[k], slice(None, s)) for k in ("u", "delta")), inputs["A"],
+                            part(inputs["B"], slice(None, s)), part(inputs["C"], slice(None, s)),
+                            z=part(inputs["z"], slice(None, s)), initial_state=inputs["initial_state"], **kw)
+    y2, h2 = selective_scan(*(part(inputs[k], slice(s, None)) for k in ("u", "delta")), inputs["A"],
+                            part(inputs["B"], slice(s, None)), part(inputs["C"], slice(s, None)),
+                            z=part(inputs["z"], slice(s, None)), initial_state=h1, **kw)
+    assert rel_err(torch.cat([y1, y2], -1), whole[0]) < 1e-6 and rel_err(h2, whole[1]) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda x: {k: v.double() for k, v in x.items()}, "u: dtype float64 is not supported by the triton backend"),
+        (lambda x: x | {"A": torch.rand(4, 300) * -1, "B": torch.randn(2, 300, 8), "C": torch.randn(2, 300, 8)},
+         "A: state size N = 300 is too large for the triton backend"),
+    ],
+    ids=["float64", "N-too-large"],
+)
+def test_unsupported_inputs_are_named(change, message):
+    x = change({k: v.detach().float() for k, v in make_inputs(2, 4, 8, 8, "var", ()).items()})
+    with pytest.raises(KernelInputError, match=message):
+        selective_scan(**x, backend="triton")
