@@ -21,7 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from seqssm._version import __version__
-from seqssm.config import ModelConfig, current_umask, load_config, save_config
+from seqssm.atomic import current_umask
+from seqssm.config import ModelConfig, load_config, save_config
 from seqssm.registry import HEADS
 
 CONFIG_NAME = "config.yaml"

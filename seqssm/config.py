@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -20,6 +19,8 @@ from typing import Any, Optional, Sequence
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from seqssm.atomic import atomic_write_text
 
 SCAN_BACKENDS = ("auto", "reference", "chunked")
 POOLINGS = ("mean", "max", "last")
@@ -183,12 +184,6 @@ def load_config(schema_cls: type, path: str | os.PathLike | None = None, overrid
     return obj
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_config(obj: Any, path: str | os.PathLike) -> None:
     """Write a dataclass (or DictConfig / dict) as YAML atomically: a temp file in the same folder, then os.replace."""
     if dataclasses.is_dataclass(obj) or isinstance(obj, dict):
@@ -197,21 +192,7 @@ def save_config(obj: Any, path: str | os.PathLike) -> None:
         cfg = obj
     else:
         raise ConfigError(f"obj: expected a dataclass, dict or DictConfig, got {type(obj).__name__}")
-    text = OmegaConf.to_yaml(cfg, resolve=True)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 __all__ = ["ConfigError", "GenerateConfig", "ModelConfig", "load_config", "save_config"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -20,6 +19,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import soundfile as sf
 import torch
+
+from seqssm.atomic import atomic_open
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 DEFAULT_BLOCK_FRAMES = 1 << 16
@@ -142,12 +143,6 @@ def _resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     return AF.resample(wave, orig, new).to(torch.float32)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def list_audio_files(folder: str | os.PathLike, suffixes: Sequence[str] = AUDIO_SUFFIXES) -> list[Path]:
     """The audio files directly in a folder, sorted by name; AudioInputError if there are none."""
     p = Path(folder)
@@ -173,16 +168,8 @@ def save_wav(path: str | os.PathLike, wave: torch.Tensor | np.ndarray, sample_ra
     if sample_rate <= 0:
         raise ValueError(f"sample_rate: must be > 0, got {sample_rate}")
     data = np.clip(data.astype(np.float32), -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, data, sample_rate, format="WAV", subtype="PCM_16")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(p, "wb") as f:
+        sf.write(f, data, sample_rate, format="WAV", subtype="PCM_16")
     return p
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from Bio import SeqIO
 
+from seqssm.atomic import atomic_open
 from seqssm.domains.dna.alphabet import DNAInputError, first_non_iupac, reverse_complement
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -158,17 +158,9 @@ def read_bed(path: str | os.PathLike) -> Iterator[BedInterval]:
 
 def _atomic_decompress(src: Path, dest: Path) -> None:
     """Write src's records, validated and with plain line endings, to dest via a temp file and os.replace."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            for line in _CheckedLines(src):
-                out.write(line)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(dest, "w", encoding="utf-8", newline="\n") as out:
+        for line in _CheckedLines(src):
+            out.write(line)
 
 
 class IndexedGenome:
