@@ -51,7 +51,10 @@ def _check_bc(name: str, X, b: int, d: int, n: int, l: int, device) -> None:
         )
 
 
-def _validate(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None:
+INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx=None) -> None:
     if not isinstance(u, torch.Tensor) or u.dim() != 3:
         raise KernelInputError(f"u: expected shape (batch, dim, L), got {getattr(u, 'shape', type(u).__name__)}")
     b, d, l = u.shape
@@ -71,6 +74,8 @@ def _validate(u, delta, A, B, C, D, z, delta_bias, initial_state) -> None:
         check_tensor("z", z, (b, d, l), device=dev)
     if initial_state is not None:
         check_tensor("initial_state", initial_state, (b, d, n), device=dev, dtypes=(torch.float32, torch.float64))
+    if seq_idx is not None:
+        check_tensor("seq_idx", seq_idx, (b, l), device=dev, dtypes=INDEX_DTYPES)
 
 
 def selective_scan(
@@ -85,6 +90,7 @@ def selective_scan(
     delta_softplus: bool = False,
     initial_state: torch.Tensor | None = None,
     return_last_state: bool = False,
+    seq_idx: torch.Tensor | None = None,
     backend: str = "auto",
 ):
     """Selective scan h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t u_t, y_t = C_t·h_t + D u_t, times silu(z_t).
@@ -98,6 +104,8 @@ def selective_scan(
         initial_state: (b, d, n) state before t = 0 (zeros when None); gradients flow into it.
         return_last_state: also return h_{l-1} (b, d, n), float32 (float64 for float64 inputs),
             which carries gradient, so scanning x[:a] then x[a:] from that state equals scanning x.
+        seq_idx: (b, l) int32/int64, for several sequences packed in one row: where it changes, the state
+            restarts from zero, so nothing leaks from one sequence into the next (initial_state seeds the first).
         backend: "auto", "reference" or "chunked".
 
     Returns:
@@ -113,12 +121,14 @@ def selective_scan(
         (torch.Size([2, 4, 64]), torch.Size([2, 4, 8]))
     """
     check_backend(backend, BACKENDS)
-    _validate(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx)
     if backend == "reference":
         return selective_scan_reference(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
         )
     if backend == "triton":
+        if seq_idx is not None:
+            raise KernelInputError("seq_idx: packed sequences are not supported by the triton backend yet")
         from seqssm.kernels.scan.triton_scan import selective_scan_triton
 
         return selective_scan_triton(
@@ -126,7 +136,9 @@ def selective_scan(
         )
     from seqssm.kernels.scan.chunked import selective_scan_chunked
 
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state)
+    return selective_scan_chunked(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
+    )
 
 
 def selective_state_update(

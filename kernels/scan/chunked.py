@@ -195,13 +195,39 @@ def _log_floor(dtype: torch.dtype) -> float:
     return -600.0 if dtype == torch.float64 else -60.0
 
 
-def _decay_(out: torch.Tensor, dt_sbmd: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+def _decay_(out: torch.Tensor, dt_sbmd: torch.Tensor, A: torch.Tensor, keep: torch.Tensor | None = None):
     """out (S, b, M, d, n) ← exp(Δ A), the zero-order hold of paper eq. 4 (in (0, 1] for Δ ≥ 0, A < 0).
 
     Given a cumulative sum of Δ it gives the decay over several steps: only sums of Δ are exponentiated, never
-    a difference of them, so nothing can overflow."""
+    a difference of them, so nothing can overflow. `keep` (S, b, M) is 0 where a packed sequence starts (or has
+    started since the segment's start, for a cumulative decay): the decay there is 0 and no state crosses."""
     torch.mul(dt_sbmd.unsqueeze(-1), A, out=out).clamp_min_(_log_floor(out.dtype))
-    return out.exp_()
+    out.exp_()
+    return out if keep is None else out.mul_(keep[..., None, None])
+
+
+def _keep_masks(reset_bt: torch.Tensor | None, t0: int, t1: int, S: int, M: int, dtype):
+    """From reset (b, l) (True where a new packed sequence starts) the (S, b, M) masks of one chunk:
+    (a_t kept, cumulative decay since the segment's start kept, a_{t+1} kept, suffix decay kept)."""
+    if reset_bt is None:
+        return None, None, None, None
+    r = _to_tm(reset_bt[:, None, t0:t1].to(dtype), S, M)[..., 0]  # (S, b, M)
+    # reset at t+1: the next step of the segment, or the next segment's first step; past the chunk's end the
+    # decay is 1 (the carry from the next chunk already holds a_{t1}, zero if a sequence starts there)
+    nxt = torch.zeros_like(r)
+    nxt[:-1] = r[1:]
+    nxt[-1, :, :-1] = r[0, :, 1:]
+    keep, keep_next = 1 - r, 1 - nxt
+    keep_cum = (r.cumsum(0) == 0).to(dtype)
+    keep_suffix = (_reverse_cumsum(nxt, 0) == 0).to(dtype)
+    return keep, keep_cum, keep_next, keep_suffix
+
+
+def sequence_starts(seq_idx: torch.Tensor) -> torch.Tensor:
+    """(b, l) bool, True where a new packed sequence starts (t > 0 and seq_idx changes)."""
+    starts = torch.zeros_like(seq_idx, dtype=torch.bool)
+    starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+    return starts
 
 
 def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -252,7 +278,7 @@ class _ChunkedScan(torch.autograd.Function):
     Returns (out (b, d, l) in u's dtype, h_{l-1} (b, d, n) in the wide dtype)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus, reset):
         b, d, l = u.shape
         n = A.shape[1]
         wide = A.dtype
@@ -270,20 +296,22 @@ class _ChunkedScan(torch.autograd.Function):
             starts.append(h)
             ch = _Chunk(elementwise, t0, t1, wide)
             dt = _to_tm(ch.dt, S, M)  # zero Δ in the padding: a = 1, x = 0, the state just waits
-            _decay_(a, dt, A)
-            P_ = _decay_(P, dt.cumsum(0), A) if M > 1 else None
+            keep, keep_cum, _, _ = _keep_masks(reset, t0, t1, S, M, wide)
+            _decay_(a, dt, A, keep)
+            P_ = _decay_(P, dt.cumsum(0), A, keep_cum) if M > 1 else None
             Bc.load(t0, t1, S, M)
             Cc.load(t0, t1, S, M)
             Bc.outer(dt * _to_tm(ch.u, S, M), out=x)
             h = _scan_forward_(x, a, P_, h, carry)
             out[:, :, t0:t1] = ch.output(_from_tm(Cc.contract_n(x), t1 - t0))
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, torch.stack(starts) if starts else h0[None])
+        ckpt = torch.stack(starts) if starts else h0[None]
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt, reset)
         ctx.geometry, ctx.softplus = (S, M), softplus
         return out, h
 
     @staticmethod
     def backward(ctx, dout, dh_last):
-        u, delta, A, B, C, D, z, delta_bias, starts = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, starts, reset = ctx.saved_tensors
         S, M = ctx.geometry
         T = S * M
         b, d, l = u.shape
@@ -313,14 +341,15 @@ class _ChunkedScan(torch.autograd.Function):
             dtu = dt * uc
             Bc.load(t0, t1, S, M)
             Cc.load(t0, t1, S, M)
-            a = _decay_(abuf[:S], dt, A)
+            keep, keep_cum, keep_next, keep_suffix = _keep_masks(reset, t0, t1, S, M, wide)
+            a = _decay_(abuf[:S], dt, A, keep)
             abuf[S, :, : M - 1] = abuf[0, :, 1:]
             abuf[S, :, M - 1] = 1.0
 
             # Recompute the states of this chunk from its saved start (and the scan output, for the gate).
             h_prev, h = hbuf[:S], hbuf[1:]
             Bc.outer(dtu, out=h)
-            _scan_forward_(h, a, _decay_(P, dt.cumsum(0), A) if M > 1 else None, starts[c], hbuf[0])
+            _scan_forward_(h, a, _decay_(P, dt.cumsum(0), A, keep_cum) if M > 1 else None, starts[c], hbuf[0])
             y = _from_tm(Cc.contract_n(h), t1 - t0) if z is not None else None
             dout_c = torch.zeros_like(ch.u) if dout is None else dout[:, :, t0:t1].to(wide)
             dy, du_skip, dD_c, dz_c = ch.backward(dout_c, y)
@@ -329,7 +358,7 @@ class _ChunkedScan(torch.autograd.Function):
             dt_next = torch.cat([dt[1:], torch.cat([dt[:1, :, 1:], torch.zeros_like(dt[:1, :, :1])], 2)], 0)
             dyc = _to_tm(dy, S, M)
             Cc.outer(dyc, out=gh)
-            P_next = _decay_(P, _reverse_cumsum(dt_next, 0), A) if M > 1 else None
+            P_next = _decay_(P, _reverse_cumsum(dt_next, 0), A, keep_suffix) if M > 1 else None
             _scan_backward_(gh, abuf[1:], P_next, g)
             work = P  # free again: reuse it for the decay gradient
 
@@ -352,12 +381,12 @@ class _ChunkedScan(torch.autograd.Function):
             if dz is not None:
                 dz[:, :, t0:t1] = dz_c
             g = a[0, :, 0] * gh[0, :, 0]  # ∂loss/∂h_{t0-1}: the carry into the previous chunk
-        return du, ddelta, dA, Bc.grad_as_input(dB), Cc.grad_as_input(dC), dD, dz, dbias, g, None
+        return du, ddelta, dA, Bc.grad_as_input(dB), Cc.grad_as_input(dC), dD, dz, dbias, g, None, None
 
 
 def selective_scan_chunked(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None,
-    return_last_state=False,
+    return_last_state=False, seq_idx=None,
 ):
     """Chunked backend; same contract as seqssm.kernels.selective_scan (inputs already validated there)."""
     wide = torch.float64 if u.dtype == torch.float64 else torch.float32
@@ -365,6 +394,7 @@ def selective_scan_chunked(
     n = A.shape[1]
     h0 = torch.zeros(b, d, n, dtype=wide, device=u.device) if initial_state is None else initial_state.to(wide)
     out, h_last = _ChunkedScan.apply(
-        u, delta, A.to(wide), B.to(wide), C.to(wide), D, z, delta_bias, h0, bool(delta_softplus)
+        u, delta, A.to(wide), B.to(wide), C.to(wide), D, z, delta_bias, h0, bool(delta_softplus),
+        None if seq_idx is None else sequence_starts(seq_idx),
     )
     return (out, h_last) if return_last_state else out

@@ -46,8 +46,12 @@ def selective_scan_reference(
     delta_softplus: bool = False,
     initial_state: torch.Tensor | None = None,
     return_last_state: bool = False,
+    seq_idx: torch.Tensor | None = None,
 ):
-    """out (b, d, l) in u's dtype; with return_last_state also h_{l-1} (b, d, n) in the compute dtype."""
+    """out (b, d, l) in u's dtype; with return_last_state also h_{l-1} (b, d, n) in the compute dtype.
+
+    seq_idx (b, l): packed sequences; where it changes, the state restarts from zero (no leak across them).
+    """
     dtype_in = u.dtype
     wide = torch.float64 if u.dtype == torch.float64 else torch.float32
     u, delta, A, B, C = (x.to(wide) for x in (u, delta, A, B, C))
@@ -63,6 +67,8 @@ def selective_scan_reference(
     ys = []
     for t in range(l):
         dt = delta[:, :, t, None]  # (b, d, 1)
+        if seq_idx is not None and t > 0:
+            h = h * (seq_idx[:, t] == seq_idx[:, t - 1]).to(h.dtype)[:, None, None]
         h = torch.exp(dt * A) * h + dt * expand_bc(B, t, d) * u[:, :, t, None]
         ys.append((h * expand_bc(C, t, d)).sum(-1))  # (b, d)
     y = torch.stack(ys, dim=-1) if l > 0 else u.new_zeros(b, d, 0)
