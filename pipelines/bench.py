@@ -4,6 +4,7 @@
     seqssm bench train      forward+backward of a 2-layer d_model 64 model, seqssm vs the peer mambapy, side by side
     seqssm bench long       1M-token streaming forward (time, peak RSS) and per-token decode time vs context length
     seqssm bench all        the three, one after the other
+    seqssm bench gpu        the prepared GPU script (bench_gpu.py): kernel tests, scan/attention/layer timings
 
 Every timed case runs in a fresh Python process, so that its peak resident memory (ru_maxrss, which includes the
 interpreter and torch, about 0.3-0.4 GB) is its own. Results print as a table and go to --out as JSON.
@@ -242,20 +243,26 @@ def run(args: argparse.Namespace) -> int:
 
     results = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "torch": torch.__version__}
-    todo = ["accuracy", "train", "long"] if args.what == "all" else [args.what]
-    for what in todo:
+    if args.what == "gpu":
+        from seqssm.pipelines.bench_gpu import run_gpu
+
+        results["gpu"] = run_gpu(args)
+        todo = ["gpu"]
+    else:
+        todo = ["accuracy", "train", "long"] if args.what == "all" else [args.what]
+    for what in todo if args.what != "gpu" else []:
         print(f"== bench {what}", flush=True)
         results[what] = {"accuracy": bench_accuracy, "train": bench_train, "long": bench_long}[what](args)
     if args.out:
         _write_json(args.out, results)
         print(f"\nwrote {args.out}")
-    failed = [w for w in todo if "error" in json.dumps(results[w])]
+    failed = [w for w in todo if '"error"' in json.dumps(results[w])]
     return 1 if failed else 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="measure accuracy, training speed vs mambapy, 1M-token inference")
-    p.add_argument("what", choices=["accuracy", "train", "long", "all"])
+    p.add_argument("what", choices=["accuracy", "train", "long", "all", "gpu"])
     p.add_argument("--threads", type=int, default=2, help="torch threads in each measured process (default 2)")
     p.add_argument("--train-length", type=int, default=65536, help="train: sequence length (default 65536)")
     p.add_argument("--long-length", type=int, default=1 << 20, help="long: sequence length (default 1048576)")
@@ -266,6 +273,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-peer", action="store_true", help="train: skip the mambapy peer")
     p.add_argument("--quick", action="store_true", help="accuracy: a smaller grid")
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--max-length", type=int, default=1 << 20, help="gpu: longest L timed (default 2^20)")
+    p.add_argument("--max-attention-length", type=int, default=1 << 17, help="gpu: longest L for attention")
+    p.add_argument("--skip-big", action="store_true", help="gpu: skip the 24-layer model at L = 2^20")
 
     def _func(args):
         from seqssm.pipelines.config import UsageError

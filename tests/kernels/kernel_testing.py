@@ -59,7 +59,8 @@ def run(inputs, flags, backend, dtype):
                          return_last_state="return_last_state" in flags, backend=backend)
     outs = list(res) if isinstance(res, tuple) else [res]
     gen = torch.Generator().manual_seed(1)
-    loss = sum((o.double() * torch.randn(o.shape, generator=gen, dtype=torch.float64)).sum() for o in outs)
+    loss = sum((o.double() * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device)).sum()
+               for o in outs)
     grads = torch.autograd.grad(loss, list(cast.values()))
     return outs, dict(zip(cast.keys(), grads))
 
