@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
+from seqssm.kernels._triton import triton_usable
 from seqssm.kernels.conv.reference import causal_conv1d_reference, causal_conv1d_update_reference
 
-BACKENDS = ("auto", "reference", "torch")
+BACKENDS = ("auto", "reference", "torch", "triton")
 ACTIVATIONS = (None, "silu", "swish")
 
 
@@ -84,7 +85,16 @@ def causal_conv1d(
     if seq_idx is not None:
         check_tensor("seq_idx", seq_idx, (b, l), device=x.device, dtypes=(torch.int32, torch.int64))
     if backend == "reference" or seq_idx is not None:
+        if backend == "triton":
+            raise KernelInputError("seq_idx: packed sequences are not supported by the triton backend yet")
         return causal_conv1d_reference(x, weight, bias, activation, initial_state, return_final_state, seq_idx)
+    if backend == "triton":
+        usable, why = triton_usable(x.device)
+        if not usable:
+            raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
+        from seqssm.kernels.conv.triton_conv import causal_conv1d_triton
+
+        return causal_conv1d_triton(x, weight, bias, activation, initial_state, return_final_state)
     return _conv_torch(x, weight, bias, activation, initial_state, return_final_state)
 
 

@@ -27,7 +27,7 @@ def available_backends() -> tuple[str, ...]:
     """Backends that can run on this machine (besides "auto")."""
     import torch
 
-    from seqssm.kernels.scan.triton_scan import triton_usable
+    from seqssm.kernels._triton import triton_usable
 
     usable, _ = triton_usable(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     return ("reference", "chunked", "triton") if usable else ("reference", "chunked")

@@ -9,30 +9,14 @@ per CHUNK steps (checkpoints), a (b, d, CHUNK, n) scratch buffer in backward, an
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from seqssm.kernels._checks import KernelInputError
+from seqssm.kernels._triton import triton_usable
 
 CHUNK = 64  # steps between saved states: backward recomputes at most this many states per program at a time
 MAX_STATE = 256  # N beyond this does not fit a program's registers
 POISON_OUTPUTS = False  # tests: fill outputs with NaN first, so an element the kernel misses cannot pass
-
-
-def interpreter_on() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def triton_usable(device: torch.device) -> tuple[bool, str]:
-    """(usable, reason): Triton is importable and the tensors are on CUDA (or the interpreter is on)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False, "triton is not installed"
-    if device.type == "cuda" or interpreter_on():
-        return True, ""
-    return False, f"tensors are on {device.type} (the triton backend needs CUDA, or TRITON_INTERPRET=1)"
 
 
 def _out(shape, dtype: torch.dtype, device) -> torch.Tensor:

@@ -1,0 +1,23 @@
+"""Where the Triton backends can run: CUDA tensors, or CPU tensors under the Triton interpreter."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def interpreter_on() -> bool:
+    """TRITON_INTERPRET=1 (it must be set before triton is first imported)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_usable(device: torch.device) -> tuple[bool, str]:
+    """(usable, reason): Triton is importable and the tensors are on CUDA (or the interpreter is on)."""
+    try:
+        import triton  # noqa: F401 (importable is all that is asked)
+    except ImportError:
+        return False, "triton is not installed"
+    if device.type == "cuda" or interpreter_on():
+        return True, ""
+    return False, f"tensors are on {device.type} (the triton backend needs CUDA, or TRITON_INTERPRET=1)"
