@@ -21,3 +21,21 @@ def triton_usable(device: torch.device) -> tuple[bool, str]:
     if device.type == "cuda" or interpreter_on():
         return True, ""
     return False, f"tensors are on {device.type} (the triton backend needs CUDA, or TRITON_INTERPRET=1)"
+
+
+_warned = False
+
+
+def auto_picks_triton(device: torch.device) -> bool:
+    """The "auto" rule: Triton for CUDA tensors when it is importable; on CUDA without it, the PyTorch path with one
+    warning (never silently); on any other device the PyTorch path."""
+    global _warned
+    if device.type != "cuda":
+        return False
+    usable, why = triton_usable(device)
+    if not usable and not _warned:
+        import warnings
+
+        warnings.warn(f"seqssm.kernels: backend 'auto' falls back to the PyTorch path on CUDA: {why}", stacklevel=3)
+        _warned = True
+    return usable

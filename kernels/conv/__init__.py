@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
-from seqssm.kernels._triton import triton_usable
+from seqssm.kernels._triton import auto_picks_triton, triton_usable
 from seqssm.kernels.conv.reference import causal_conv1d_reference, causal_conv1d_update_reference
 
 BACKENDS = ("auto", "reference", "torch", "triton")
@@ -84,6 +84,8 @@ def causal_conv1d(
         check_tensor("initial_state", initial_state, (b, d, k - 1), device=x.device)
     if seq_idx is not None:
         check_tensor("seq_idx", seq_idx, (b, l), device=x.device, dtypes=(torch.int32, torch.int64))
+    if backend == "auto":
+        backend = "triton" if x.dtype != torch.float64 and seq_idx is None and auto_picks_triton(x.device) else "torch"
     if backend == "reference" or seq_idx is not None:
         if backend == "triton":
             raise KernelInputError("seq_idx: packed sequences are not supported by the triton backend yet")

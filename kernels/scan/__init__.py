@@ -9,8 +9,8 @@ Backends:
     "triton"     triton_kernels.py: fused forward and recomputing backward in Triton, for CUDA tensors (or CPU
                  tensors under the Triton interpreter, TRITON_INTERPRET=1, which is how CI tests it).
                  Inputs float32/16/bf16, state and arithmetic float32. Not yet measured on a GPU.
-    "auto"       "chunked" for now (the triton path is used only when asked for until it has been measured on a
-                 GPU); it never switches to a path of other numerics without saying so.
+    "auto"       "triton" for CUDA tensors (float32/16/bf16, no seq_idx) when Triton is importable, "chunked"
+                 otherwise (with one warning on CUDA without Triton); never a path of other numerics silently.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
+from seqssm.kernels._triton import auto_picks_triton, triton_usable
 from seqssm.kernels.scan.reference import selective_scan_reference, selective_state_update_reference
 
 BACKENDS = ("auto", "reference", "chunked", "triton")
@@ -26,8 +27,6 @@ BACKENDS = ("auto", "reference", "chunked", "triton")
 def available_backends() -> tuple[str, ...]:
     """Backends that can run on this machine (besides "auto")."""
     import torch
-
-    from seqssm.kernels._triton import triton_usable
 
     usable, _ = triton_usable(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     return ("reference", "chunked", "triton") if usable else ("reference", "chunked")
@@ -122,6 +121,9 @@ def selective_scan(
     """
     check_backend(backend, BACKENDS)
     _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx)
+    if backend == "auto":
+        fits = u.dtype != torch.float64 and seq_idx is None and A.shape[1] <= 256
+        backend = "triton" if fits and auto_picks_triton(u.device) else "chunked"
     if backend == "reference":
         return selective_scan_reference(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
@@ -152,11 +154,14 @@ def selective_state_update(
     z: torch.Tensor | None = None,
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """One recurrent decoding step (mamba_ssm's `selective_state_update` semantics), O(1) in the context length.
 
     state (b, d, n) float32/64 is updated in place; x, dt, z (b, d); B, C (b, n) or (b, g, n). Returns (b, d).
+    backend: "reference" (PyTorch ops), "triton" (one fused kernel) or "auto" (triton for a float32 state on CUDA).
     """
+    check_backend(backend, ("auto", "reference", "triton"))
     if not isinstance(state, torch.Tensor) or state.dim() != 3:
         raise KernelInputError(f"state: expected shape (batch, dim, N), got {getattr(state, 'shape', None)}")
     b, d, n = state.shape
@@ -172,6 +177,15 @@ def selective_state_update(
                 raise KernelInputError(f"{name}: {X.shape[1]} groups do not divide dim {d}")
         else:
             check_tensor(name, X, (b, n), device=dev)
+    if backend == "auto":
+        backend = "triton" if state.dtype == torch.float32 and auto_picks_triton(dev) else "reference"
+    if backend == "triton":
+        usable, why = triton_usable(dev)
+        if not usable:
+            raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
+        from seqssm.kernels.scan.triton_scan import selective_state_update_triton
+
+        return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     return selective_state_update_reference(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
 
 

@@ -217,3 +217,40 @@ def _scan_bwd_kernel(
         tl.store(dD_ptr + b * DIM + offs_d, dD_acc, mask=md)
     if HAS_BIAS:
         tl.store(dbias_ptr + b * DIM + offs_d, dbias_acc, mask=md)
+
+
+@triton.jit
+def _state_update_kernel(
+    state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
+    DIM, N, DG, s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One decoding step, fused: h ← exp(Δ A) h + Δ x B; out = (<C, h> + D x) · silu(z). State (b, d, n) in place."""
+    b = tl.program_id(0).to(tl.int64)
+    offs_d = (tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N).to(tl.int64)
+    md = offs_d < DIM
+    mdn = md[:, None] & (offs_n[None, :] < N)
+    dn = offs_d[:, None] * N + offs_n[None, :]
+    sp = state_ptr + b * DIM * N + dn
+    h = tl.load(sp, mask=mdn, other=0.0).to(tl.float32)
+    A = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + b * DIM + offs_d, mask=md, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + b * DIM + offs_d, mask=md, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt += tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    grp = offs_d // DG
+    Bt = tl.load(B_ptr + b * s_Bb + grp[:, None] * s_Bg + offs_n[None, :] * s_Bn, mask=mdn, other=0.0).to(tl.float32)
+    Ct = tl.load(C_ptr + b * s_Cb + grp[:, None] * s_Cg + offs_n[None, :] * s_Cn, mask=mdn, other=0.0).to(tl.float32)
+    h = tl.exp(dt[:, None] * A) * h + (dt * x)[:, None] * Bt
+    tl.store(sp, h.to(state_ptr.dtype.element_ty), mask=mdn)
+    y = tl.sum(h * Ct, axis=1)
+    if HAS_D:
+        y += tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32) * x
+    if HAS_Z:
+        z = tl.load(z_ptr + b * DIM + offs_d, mask=md, other=0.0).to(tl.float32)
+        y = y * z * tl.sigmoid(z)
+    tl.store(out_ptr + b * DIM + offs_d, y.to(out_ptr.dtype.element_ty), mask=md)

@@ -140,3 +140,27 @@ def selective_scan_triton(
     )
     return (out, h_last) if return_last_state else out
 
+
+
+def selective_state_update_triton(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    """Triton decoding step; same contract as seqssm.kernels.selective_state_update (validated there)."""
+    from seqssm.kernels.scan.triton_kernels import _state_update_kernel
+
+    b, d, n = state.shape
+    if state.dtype != torch.float32 or not state.is_contiguous():
+        raise KernelInputError("state: the triton step needs a contiguous float32 state")
+    Bg = B if B.dim() == 3 else B.unsqueeze(1)  # (b, g, n)
+    Cg = C if C.dim() == 3 else C.unsqueeze(1)
+    if Bg.shape[1] != Cg.shape[1]:
+        raise KernelInputError("C: the triton step needs B and C with the same number of groups")
+    out = torch.empty(b, d, dtype=x.dtype, device=x.device)
+    f32 = lambda t: None if t is None else t.to(torch.float32).contiguous()  # noqa: E731
+    blk = min(32, triton_next_pow2(d))
+    _state_update_kernel[(b, _cdiv(d, blk))](
+        state, x.contiguous(), dt.contiguous(), f32(A), Bg, Cg, f32(D), None if z is None else z.contiguous(),
+        f32(dt_bias), out, d, n, d // Bg.shape[1], Bg.stride(0), Bg.stride(1), Bg.stride(2),
+        Cg.stride(0), Cg.stride(1), Cg.stride(2),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus),
+        BLOCK_D=blk, BLOCK_N=triton_next_pow2(n),
+    )
+    return out

@@ -63,7 +63,7 @@ def test_update_steps_equal_one_pass():
         (dict(bias=torch.randn(2)), "bias: expected shape (6,)"),
         (dict(initial_state=torch.randn(2, 6, 2)), "initial_state: expected shape (2, 6, 3)"),
         (dict(activation="relu"), "activation: must be None, 'silu' or 'swish'"),
-        (dict(backend="triton"), "backend: unknown name 'triton'"),
+        (dict(backend="cuda"), "backend: unknown name 'cuda'"),
     ],
     ids=["weight", "bias", "state", "activation", "backend"],
 )
