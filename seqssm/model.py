@@ -64,6 +64,12 @@ def init_weights(module: nn.Module, n_layer: int, initializer_range: float = 0.0
             child.weight /= math.sqrt(n_layer)
 
 
+def mixer_name(cfg: ModelConfig, layer_idx: int) -> str:
+    """The registry name of block `layer_idx`'s mixer: "attention" for indices in cfg.attn_layer_idx (a hybrid
+    stack, as mamba_ssm's attn_layer_idx), cfg.layer otherwise."""
+    return "attention" if layer_idx in cfg.attn_layer_idx else cfg.layer
+
+
 class Block(nn.Module):
     """Pre-norm residual block: residual += hidden; hidden = mixer(norm(residual)).
 
@@ -76,7 +82,7 @@ class Block(nn.Module):
         super().__init__()
         self.residual_in_fp32 = cfg.residual_in_fp32
         self.norm = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
-        self.mixer = LAYERS.get(cfg.layer)(cfg, layer_idx)
+        self.mixer = LAYERS.get(mixer_name(cfg, layer_idx))(cfg, layer_idx)
 
     def _add_norm(self, hidden: torch.Tensor, residual: torch.Tensor | None):
         residual = hidden if residual is None else residual + hidden
@@ -282,5 +288,6 @@ __all__ = [
     "build_model",
     "check_input_ids",
     "init_weights",
+    "mixer_name",
     "pool",
 ]
