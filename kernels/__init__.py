@@ -6,6 +6,7 @@ Depends on torch (and, later, triton) only; nothing here imports the rest of seq
 from seqssm.kernels._checks import KernelInputError
 from seqssm.kernels.conv import causal_conv1d, causal_conv1d_update
 from seqssm.kernels.scan import selective_scan, selective_state_update, available_backends
+from seqssm.kernels.ssd import ssd_scan, ssd_state_update
 
 __all__ = [
     "KernelInputError",
@@ -14,4 +15,6 @@ __all__ = [
     "causal_conv1d_update",
     "selective_scan",
     "selective_state_update",
+    "ssd_scan",
+    "ssd_state_update",
 ]

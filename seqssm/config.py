@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -65,10 +65,29 @@ class ModelConfig:
     head: str = "lm"  # head name in seqssm.registry.HEADS
     num_classes: int = 2
     pooling: str = "mean"
+    # layer zoo: hybrid stacks (mamba_ssm's attn_layer_idx) and MoE-Mamba interleaving (Pióro et al. 2024)
+    attn_layer_idx: List[int] = field(default_factory=list)  # block indices whose mixer is "attention"
+    n_heads: Optional[int] = None  # attention heads h; None -> max(1, d_model // 64)
+    rope_base: float = 10000.0  # RoPE base θ (Su et al. 2021, eq. 15)
+    mamba2_headdim: int = 64  # p: Mamba-2 head dim (Dao & Gu 2024, section 7.1); heads = d_inner / p
+    ngroups: int = 1  # g: Mamba-2 groups of B/C (section 7.2, like GQA)
+    moe_layer_idx: List[int] = field(default_factory=list)  # blocks followed by a switch MoE feed-forward
+    n_experts: int = 4
+    moe_d_ff: Optional[int] = None  # hidden width of each expert; None -> 4 * d_model
+    capacity_factor: float = 1.25  # Switch Transformer: tokens per expert = ceil(cf * tokens / n_experts)
+    moe_aux_weight: float = 0.01  # α of the load-balancing loss (Switch Transformer eq. 4)
 
     @property
     def d_inner(self) -> int:
         return self.expand * self.d_model
+
+    @property
+    def resolved_n_heads(self) -> int:
+        return self.n_heads if self.n_heads is not None else max(1, self.d_model // 64)
+
+    @property
+    def resolved_moe_d_ff(self) -> int:
+        return self.moe_d_ff if self.moe_d_ff is not None else 4 * self.d_model
 
     @property
     def resolved_dt_rank(self) -> int:
@@ -98,6 +117,18 @@ class ModelConfig:
         )
         _check(self.num_classes > 0, p + "num_classes", f"must be > 0, got {self.num_classes}")
         _check(self.pooling in POOLINGS, p + "pooling", f"must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        for key in ("attn_layer_idx", "moe_layer_idx"):
+            idx = list(getattr(self, key))
+            bad = [i for i in idx if not 0 <= i < self.n_layer]
+            _check(not bad, p + key, f"indices must be in [0, n_layer={self.n_layer}), got {bad}")
+            _check(len(set(idx)) == len(idx), p + key, f"indices must be distinct, got {idx}")
+        _check(self.n_heads is None or self.n_heads > 0, p + "n_heads", f"must be > 0 or null, got {self.n_heads}")
+        _check(self.rope_base > 1, p + "rope_base", f"must be > 1, got {self.rope_base}")
+        for key in ("mamba2_headdim", "ngroups", "n_experts"):
+            _check(getattr(self, key) > 0, p + key, f"must be > 0, got {getattr(self, key)}")
+        _check(self.moe_d_ff is None or self.moe_d_ff > 0, p + "moe_d_ff", f"must be > 0 or null, got {self.moe_d_ff}")
+        _check(self.capacity_factor > 0, p + "capacity_factor", f"must be > 0, got {self.capacity_factor}")
+        _check(self.moe_aux_weight >= 0, p + "moe_aux_weight", f"must be >= 0, got {self.moe_aux_weight}")
 
 
 @dataclass

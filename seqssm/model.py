@@ -18,6 +18,7 @@ from torch import nn
 from seqssm.checkpoint import PretrainedMixin
 from seqssm.config import ConfigError, ModelConfig
 from seqssm.generation import GenerationMixin
+from seqssm.layers.moe import SwitchMoE
 from seqssm.layers.norm import RMSNorm, make_norm
 from seqssm.registry import HEADS, LAYERS
 from seqssm.state import ModelState
@@ -64,6 +65,12 @@ def init_weights(module: nn.Module, n_layer: int, initializer_range: float = 0.0
             child.weight /= math.sqrt(n_layer)
 
 
+def mixer_name(cfg: ModelConfig, layer_idx: int) -> str:
+    """The registry name of block `layer_idx`'s mixer: "attention" for indices in cfg.attn_layer_idx (a hybrid
+    stack, as mamba_ssm's attn_layer_idx), cfg.layer otherwise."""
+    return "attention" if layer_idx in cfg.attn_layer_idx else cfg.layer
+
+
 class Block(nn.Module):
     """Pre-norm residual block: residual += hidden; hidden = mixer(norm(residual)).
 
@@ -76,11 +83,17 @@ class Block(nn.Module):
         super().__init__()
         self.residual_in_fp32 = cfg.residual_in_fp32
         self.norm = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
-        self.mixer = LAYERS.get(cfg.layer)(cfg, layer_idx)
+        self.mixer = LAYERS.get(mixer_name(cfg, layer_idx))(cfg, layer_idx)
+        # MoE-Mamba (Pióro et al. 2024, section 3): a second pre-norm residual sub-layer, a switch MoE FFN
+        self.moe, self.moe_norm = None, None
+        if layer_idx in cfg.moe_layer_idx:
+            self.moe_norm = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
+            self.moe = SwitchMoE(cfg, layer_idx)
 
-    def _add_norm(self, hidden: torch.Tensor, residual: torch.Tensor | None):
+    def _add_norm(self, hidden: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module | None = None):
+        norm = self.norm if norm is None else norm
         residual = hidden if residual is None else residual + hidden
-        normed = self.norm(residual.to(self.norm.weight.dtype))
+        normed = norm(residual.to(norm.weight.dtype))
         if self.residual_in_fp32:
             residual = residual.to(_at_least_fp32(residual.dtype))  # float64 models stay float64
         return normed, residual
@@ -89,12 +102,19 @@ class Block(nn.Module):
         """hidden, residual (b, l, d) -> (mixer output, residual, new layer state or None)."""
         normed, residual = self._add_norm(hidden, residual)
         out, new_state = self.mixer(normed, state=state, return_state=return_state)
+        if self.moe is not None:  # a dropped token's MoE output is 0: the residual passes through unchanged
+            normed, residual = self._add_norm(out, residual, self.moe_norm)
+            out = self.moe(normed)
         return out, residual, new_state
 
     def step(self, hidden, residual, state):
         """hidden, residual (b, d) -> (mixer output, residual); the layer state is updated in place."""
         normed, residual = self._add_norm(hidden, residual)
-        return self.mixer.step(normed, state), residual
+        out = self.mixer.step(normed, state)
+        if self.moe is not None:
+            normed, residual = self._add_norm(out, residual, self.moe_norm)
+            out = self.moe(normed.unsqueeze(1))[:, 0]
+        return out, residual
 
 
 class Backbone(nn.Module):
@@ -157,6 +177,21 @@ class SeqModel(PretrainedMixin, nn.Module):
             raise ConfigError(f"cfg: expected a ModelConfig, got {type(cfg).__name__}")
         cfg.validate()
         self.config = cfg
+
+    def moe_layers(self) -> list[SwitchMoE]:
+        return [m for m in self.modules() if isinstance(m, SwitchMoE)]
+
+    def aux_loss(self) -> torch.Tensor:
+        """moe_aux_weight · Σ over MoE layers of their last load-balancing loss (Switch Transformer eq. 4), to add
+        to the training loss after a forward; a zero tensor when the model has no MoE layer or has not run."""
+        losses = [m.last_aux_loss for m in self.moe_layers() if m.last_aux_loss is not None]
+        if not losses:
+            return torch.zeros((), device=next(self.parameters()).device)
+        return self.config.moe_aux_weight * torch.stack(losses).sum()
+
+    def dropped_tokens(self) -> int:
+        """Tokens dropped over capacity by all MoE layers in the last forward (each layer counts its own)."""
+        return sum(m.last_dropped for m in self.moe_layers())
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Two AdamW groups: decay on matrices; none on A_log, D, norms, biases and embeddings.
@@ -282,5 +317,6 @@ __all__ = [
     "build_model",
     "check_input_ids",
     "init_weights",
+    "mixer_name",
     "pool",
 ]

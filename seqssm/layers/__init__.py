@@ -2,8 +2,11 @@
 a new mixer registers itself with `@LAYERS.register(name)` and is imported here."""
 
 from seqssm.layers.mamba import Mamba
+from seqssm.layers.attention import Attention
+from seqssm.layers.mamba2 import Mamba2
+from seqssm.layers.moe import SwitchMoE
 from seqssm.layers.bimamba import BiMamba
-from seqssm.layers.norm import RMSNorm, make_norm
+from seqssm.layers.norm import GatedRMSNorm, RMSNorm, make_norm
 from seqssm.layers.s4d import S4D
 
-__all__ = ["BiMamba", "Mamba", "RMSNorm", "S4D", "make_norm"]
+__all__ = ["Attention", "BiMamba", "GatedRMSNorm", "Mamba", "Mamba2", "RMSNorm", "S4D", "SwitchMoE", "make_norm"]

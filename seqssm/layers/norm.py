@@ -28,9 +28,19 @@ class RMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+class GatedRMSNorm(RMSNorm):
+    """y = RMSNorm(x · silu(z)): the gated norm before Mamba-2's output projection (Dao & Gu 2024, section 7.3),
+    mamba_ssm's RMSNormGated with norm_before_gate=False, normalising over the whole inner width."""
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        wide = torch.promote_types(x.dtype, torch.float32)
+        gated = x.to(wide) * torch.nn.functional.silu(z.to(wide))
+        return super().forward(gated).to(x.dtype)
+
+
 def make_norm(d: int, eps: float, rms_norm: bool) -> nn.Module:
     """RMSNorm, or LayerNorm when rms_norm is False (mamba_ssm's choice between the two)."""
     return RMSNorm(d, eps) if rms_norm else nn.LayerNorm(d, eps=eps)
 
 
-__all__ = ["RMSNorm", "make_norm"]
+__all__ = ["GatedRMSNorm", "RMSNorm", "make_norm"]
