@@ -98,10 +98,13 @@ class Block(nn.Module):
             residual = residual.to(_at_least_fp32(residual.dtype))  # float64 models stay float64
         return normed, residual
 
-    def forward(self, hidden, residual=None, state=None, return_state: bool = False):
+    def forward(self, hidden, residual=None, state=None, return_state: bool = False, seq_idx=None):
         """hidden, residual (b, l, d) -> (mixer output, residual, new layer state or None)."""
         normed, residual = self._add_norm(hidden, residual)
-        out, new_state = self.mixer(normed, state=state, return_state=return_state)
+        if seq_idx is None:
+            out, new_state = self.mixer(normed, state=state, return_state=return_state)
+        else:
+            out, new_state = self.mixer(normed, state=state, return_state=return_state, seq_idx=seq_idx)
         if self.moe is not None:  # a dropped token's MoE output is 0: the residual passes through unchanged
             normed, residual = self._add_norm(out, residual, self.moe_norm)
             out = self.moe(normed)
@@ -137,16 +140,20 @@ class Backbone(nn.Module):
         residual = hidden + residual
         return self.norm_f(residual.to(self.norm_f.weight.dtype))
 
-    def forward(self, input_ids, state: ModelState | None = None, return_state: bool = False):
-        """input_ids (b, l) -> (hidden (b, l, d), new ModelState or None); `state` continues a previous segment."""
+    def forward(self, input_ids, state: ModelState | None = None, return_state: bool = False, seq_idx=None):
+        """input_ids (b, l) -> (hidden (b, l, d), new ModelState or None); `state` continues a previous segment.
+
+        seq_idx (b, l) int: several sequences packed in one row; each mixer keeps them apart."""
         check_input_ids(input_ids, self.cfg.vocab_size)
+        if seq_idx is not None and (not isinstance(seq_idx, torch.Tensor) or seq_idx.shape != input_ids.shape):
+            raise ValueError(f"seq_idx: expected shape {tuple(input_ids.shape)}, got {getattr(seq_idx, 'shape', None)}")
         if state is not None:
             self._check_state(state)
         hidden = self.embedding(input_ids.long())
         residual, new_states = None, []
         for i, layer in enumerate(self.layers):
             layer_state = None if state is None else state.layers[i]
-            hidden, residual, s = layer(hidden, residual, layer_state, return_state)
+            hidden, residual, s = layer(hidden, residual, layer_state, return_state, seq_idx)
             new_states.append(s)
         out = self._final(hidden, residual)
         return out, (ModelState(new_states) if state is not None or return_state else None)
@@ -276,8 +283,17 @@ class SequenceClassifier(SeqModel):
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, input_ids, attention_mask=None):
-        """input_ids (b, l), attention_mask (b, l) or None -> logits (b, c) float32."""
-        hidden, _ = self.backbone(input_ids)
+        """input_ids (b, l), attention_mask (b, l) or None -> logits (b, c) float32.
+
+        Causal mixers never let right padding reach a real token; a non-causal one (bimamba) would, through its
+        reversed scan, so the padding is then given its own seq_idx and the mixers restart at it."""
+        seq_idx = None
+        if attention_mask is not None and tuple(getattr(attention_mask, "shape", ())) != tuple(input_ids.shape):
+            raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)} like input_ids, "
+                             f"got {tuple(getattr(attention_mask, 'shape', ()))}")
+        if attention_mask is not None and not all(getattr(b.mixer, "causal", True) for b in self.backbone.layers):
+            seq_idx = (attention_mask == 0).to(torch.int64)  # real tokens 0, right padding 1
+        hidden, _ = self.backbone(input_ids, seq_idx=seq_idx)
         logits = self.classifier(pool(hidden, attention_mask, self.config.pooling))
         return logits.to(_at_least_fp32(logits.dtype))
 

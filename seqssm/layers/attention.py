@@ -79,8 +79,16 @@ class Attention(nn.Module):
             raise ValueError(f"state: KV cache of shape {tuple(state.keys.shape)}, expected (b, h, t, p) = {want}")
 
     # ---------------------------------------------------------------- parallel (training / prefill) mode
-    def forward(self, hidden: torch.Tensor, state: KVCache | None = None, return_state: bool = False):
-        """hidden (b, l, d) -> (out (b, l, d), new KVCache or None); `state` holds the previous segments."""
+    causal = True
+
+    def forward(self, hidden: torch.Tensor, state: KVCache | None = None, return_state: bool = False,
+                seq_idx: torch.Tensor | None = None):
+        """hidden (b, l, d) -> (out (b, l, d), new KVCache or None); `state` holds the previous segments.
+
+        seq_idx (b, l): packed sequences; a query attends only to keys of its own sequence (positions are not
+        restarted: RoPE scores depend on relative positions only)."""
+        if seq_idx is not None and state is not None:
+            raise ValueError("seq_idx: packed sequences cannot be combined with a KV cache")
         q, k, v = self._heads(hidden)
         offset = 0
         if state is not None:
@@ -94,6 +102,12 @@ class Attention(nn.Module):
             t, l = state.keys.shape[2], q.shape[2]
             mask = torch.ones(l, t + l, dtype=torch.bool, device=q.device).tril(diagonal=t)
             y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+        elif seq_idx is not None:
+            k_all, v_all = k, v
+            l = q.shape[2]
+            causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
+            same = seq_idx[:, None, :, None] == seq_idx[:, None, None, :]  # (b, 1, l, l)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=same & causal)
         else:
             k_all, v_all = k, v
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)

@@ -42,13 +42,16 @@ class BiMamba(nn.Module):
         # Tied: no second module at all (not the same module under two names), so the state dict has one copy.
         self.bwd = None if self.tied else Mamba(cfg, layer_idx)
 
-    def forward(self, hidden: torch.Tensor, state=None, return_state: bool = False):
-        """hidden (b, l, d) -> (out (b, l, d), None)."""
+    causal = False  # the reversed scan reads later positions: padding must be marked with seq_idx
+
+    def forward(self, hidden: torch.Tensor, state=None, return_state: bool = False, seq_idx=None):
+        """hidden (b, l, d) -> (out (b, l, d), None). With seq_idx (b, l) each direction restarts at every change
+        of it, so right padding given its own id never reaches the real tokens through the reversed scan."""
         if state is not None or return_state:
             raise ConfigError(_NO_STATE)
         backward = self.fwd if self.tied else self.bwd
-        y_f, _ = self.fwd(hidden)
-        y_b, _ = backward(hidden.flip(1))
+        y_f, _ = self.fwd(hidden, seq_idx=seq_idx)
+        y_b, _ = backward(hidden.flip(1), seq_idx=None if seq_idx is None else seq_idx.flip(1))
         return y_f + y_b.flip(1), None
 
     def allocate_state(self, batch_size: int, device=None, dtype=None):

@@ -84,8 +84,13 @@ class Mamba(nn.Module):
         return torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
 
     # ---------------------------------------------------------------- parallel (training / prefill) mode
-    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False):
+    causal = True  # an output never depends on later inputs (so right padding cannot reach real tokens)
+
+    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False,
+                seq_idx: torch.Tensor | None = None):
         """hidden (b, l, d) -> (out (b, l, d), new LayerState or None).
+
+        seq_idx (b, l): packed sequences; conv and scan restart where it changes (nothing leaks across).
 
         `state` (from a previous segment) seeds the conv window and the SSM state; a new state is returned when a
         state was given or `return_state` is set, so that segments scanned in turn equal one pass.
@@ -100,6 +105,7 @@ class Mamba(nn.Module):
             activation="silu",
             initial_state=None if state is None else state.conv_state,
             return_final_state=want_state,
+            seq_idx=seq_idx,
         )
         x, conv_state = conv_out if want_state else (conv_out, None)
 
@@ -119,6 +125,7 @@ class Mamba(nn.Module):
             delta_softplus=True,
             initial_state=None if state is None else state.ssm_state,
             return_last_state=want_state,
+            seq_idx=seq_idx,
             backend=self.cfg.scan_backend,
         )
         y, ssm_state = scan_out if want_state else (scan_out, None)

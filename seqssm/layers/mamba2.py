@@ -80,8 +80,13 @@ class Mamba2(nn.Module):
         return F.softplus(dt.to(wide) + self.dt_bias.to(wide))
 
     # ---------------------------------------------------------------- parallel (training / prefill) mode
-    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False):
+    causal = True
+
+    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False,
+                seq_idx: torch.Tensor | None = None):
         """hidden (b, l, d) -> (out (b, l, d), new LayerState or None); `state` continues a previous segment."""
+        if seq_idx is not None:
+            raise ValueError("seq_idx: packed sequences are not supported by the mamba2 layer yet")
         want_state = state is not None or return_state
         b, l, _ = hidden.shape
         z, xBC, dt = self._split(self.in_proj(hidden))

@@ -78,13 +78,18 @@ class S4D(nn.Module):
         return torch.exp(self.log_dt.to(_wide(dtype)))  # (e,)
 
     # ---------------------------------------------------------------- parallel (training / prefill) mode
-    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False):
-        """hidden (b, l, d) -> (out (b, l, d), new LayerState or None); a given state seeds conv window and SSM."""
+    causal = True
+
+    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False,
+                seq_idx: torch.Tensor | None = None):
+        """hidden (b, l, d) -> (out (b, l, d), new LayerState or None); a given state seeds conv window and SSM.
+        seq_idx (b, l): packed sequences, as in the Mamba mixer."""
         want_state = state is not None or return_state
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (b, e, l) each
         conv_out = causal_conv1d(
             x, self._conv_weight(), self.conv1d.bias, activation="silu",
             initial_state=None if state is None else state.conv_state, return_final_state=want_state,
+            seq_idx=seq_idx,
         )
         x, conv_state = conv_out if want_state else (conv_out, None)
         wide = _wide(x.dtype)
@@ -94,7 +99,7 @@ class S4D(nn.Module):
         scan_out = selective_scan(
             x, dt, self._A(), self.B.to(wide), self.C.to(wide), self.D.to(wide), z=z,
             initial_state=None if state is None else state.ssm_state, return_last_state=want_state,
-            backend=self.cfg.scan_backend,
+            seq_idx=seq_idx, backend=self.cfg.scan_backend,
         )
         y, ssm_state = scan_out if want_state else (scan_out, None)
         out = self.out_proj(y.transpose(1, 2))  # (b, l, d)
