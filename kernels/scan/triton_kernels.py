@@ -41,15 +41,53 @@ def _load_bc(ptr, b, grp, offs_n, t, s_b, s_g, s_n, s_l, mask):
 
 
 @triton.jit
+def _fwd_chunk(
+    h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, Dv, bias, b, zero64, row, grp_b, grp_c, offs_n, md, mdn,
+    L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    WRITE_OUT: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Steps c·CHUNK … of one chunk from state h: returns (h at the chunk's end, Σ Δ over the chunk)."""
+    dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    t_end = tl.minimum(c * CHUNK + CHUNK, L)
+    for t32 in range(c * CHUNK, t_end):
+        t = zero64 + t32  # 64-bit offsets (zero64 + int: works compiled and interpreted)
+        u = tl.load(u_ptr + row + t, mask=md, other=0.0).to(tl.float32)
+        dt = tl.load(dt_ptr + row + t, mask=md, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dt += bias
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        dt_sum += dt
+        Bt = _load_bc(B_ptr, b, grp_b, offs_n, t, s_Bb, s_Bg, s_Bn, s_Bl, mdn)
+        h = tl.exp(dt[:, None] * A) * h + (dt * u)[:, None] * Bt  # paper eq. 2a with ZOH Ā, Euler B̄
+        if WRITE_OUT:
+            Ct = _load_bc(C_ptr, b, grp_c, offs_n, t, s_Cb, s_Cg, s_Cn, s_Cl, mdn)
+            y = tl.sum(h * Ct, axis=1)
+            if HAS_D:
+                y += Dv * u
+            if HAS_Z:
+                z = tl.load(z_ptr + row + t, mask=md, other=0.0).to(tl.float32)
+                y = y * z * tl.sigmoid(z)
+            tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=md)
+    return h, dt_sum
+
+
+@triton.jit
 def _scan_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr,
-    out_ptr, hlast_ptr, ckpt_ptr,
+    out_ptr, hlast_ptr, ckpt_ptr, dtsum_ptr,
     L, DIM, N, DG_B, DG_C, CHUNK, N_CHUNKS,
     s_b, s_d,  # u, delta, z, out: contiguous (b, d, l)
     s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_H0: tl.constexpr, PHASE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    """PHASE 0: one program per (b, channel block) walks every chunk in turn, writing checkpoints and outputs.
+    The chunk-parallel forward (a single long sequence still fills the GPU) is three launches:
+    PHASE 1, one program per chunk: the chunk's end state from zero (into ckpt) and its Σ Δ;
+    then _scan_pass_kernel turns those into the true chunk-start states;
+    PHASE 3, one program per chunk: the outputs, from the chunk's true start state."""
     b = tl.program_id(0).to(tl.int64)
     zero64 = b * 0
     offs_d = (tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
@@ -57,12 +95,11 @@ def _scan_fwd_kernel(
     md = offs_d < DIM
     mdn = md[:, None] & (offs_n[None, :] < N)
     dn = offs_d[:, None] * N + offs_n[None, :]  # (d, n) offsets of A and of the states
+    ck = (b * DIM + offs_d[:, None]) * N_CHUNKS * N + offs_n[None, :]  # + c·N: checkpoint c
 
     A = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32)
-    if HAS_H0:
-        h = tl.load(h0_ptr + b * DIM * N + dn, mask=mdn, other=0.0).to(tl.float32)
-    else:
-        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    Dv = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -71,27 +108,55 @@ def _scan_fwd_kernel(
     grp_c = offs_d // DG_C
     row = b * s_b + offs_d * s_d
 
+    if PHASE == 0:
+        if HAS_H0:
+            h = tl.load(h0_ptr + b * DIM * N + dn, mask=mdn, other=0.0).to(tl.float32)
+        else:
+            h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        for c in range(N_CHUNKS):
+            tl.store(ckpt_ptr + ck + c * N, h, mask=mdn)
+            h, _ = _fwd_chunk(h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, Dv, bias, b, zero64, row,
+                              grp_b, grp_c, offs_n, md, mdn, L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn,
+                              s_Cl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, True, BLOCK_D)
+        tl.store(hlast_ptr + b * DIM * N + dn, h, mask=mdn)
+    else:
+        c = tl.program_id(2).to(tl.int64)
+        if PHASE == 1:
+            h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        else:
+            h = tl.load(ckpt_ptr + ck + c * N, mask=mdn, other=0.0)
+        h, dt_sum = _fwd_chunk(h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, Dv, bias, b, zero64, row,
+                               grp_b, grp_c, offs_n, md, mdn, L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn,
+                               s_Cl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, PHASE == 3, BLOCK_D)
+        if PHASE == 1:
+            tl.store(ckpt_ptr + ck + c * N, h, mask=mdn)
+            tl.store(dtsum_ptr + (b * DIM + offs_d) * N_CHUNKS + c, dt_sum, mask=md)
+
+
+@triton.jit
+def _scan_pass_kernel(
+    A_ptr, h0_ptr, ckpt_ptr, dtsum_ptr, hlast_ptr, DIM, N, N_CHUNKS,
+    HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Chunk states in turn: H_{c+1} = exp(A Σ_c Δ) ⊙ H_c + S_c, where S_c (in ckpt) is chunk c's end state from
+    zero; ckpt is overwritten with the true start states H_c. The decay over a chunk is the product of its steps'."""
+    b = tl.program_id(0).to(tl.int64)
+    offs_d = (tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N).to(tl.int64)
+    md = offs_d < DIM
+    mdn = md[:, None] & (offs_n[None, :] < N)
+    dn = offs_d[:, None] * N + offs_n[None, :]
+    ck = (b * DIM + offs_d[:, None]) * N_CHUNKS * N + offs_n[None, :]
+    A = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32)
+    if HAS_H0:
+        h = tl.load(h0_ptr + b * DIM * N + dn, mask=mdn, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     for c in range(N_CHUNKS):
-        tl.store(ckpt_ptr + ((b * DIM + offs_d[:, None]) * N_CHUNKS + c) * N + offs_n[None, :], h, mask=mdn)
-        t_end = tl.minimum(c * CHUNK + CHUNK, L)
-        for t32 in range(c * CHUNK, t_end):
-            t = zero64 + t32  # 64-bit offsets (zero64 + int: works compiled and interpreted)
-            u = tl.load(u_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-            dt = tl.load(dt_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            Bt = _load_bc(B_ptr, b, grp_b, offs_n, t, s_Bb, s_Bg, s_Bn, s_Bl, mdn)
-            Ct = _load_bc(C_ptr, b, grp_c, offs_n, t, s_Cb, s_Cg, s_Cn, s_Cl, mdn)
-            h = tl.exp(dt[:, None] * A) * h + (dt * u)[:, None] * Bt  # paper eq. 2a with ZOH Ā, Euler B̄
-            y = tl.sum(h * Ct, axis=1)
-            if HAS_D:
-                y += Dv * u
-            if HAS_Z:
-                z = tl.load(z_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-                y = y * z * tl.sigmoid(z)
-            tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=md)
+        local = tl.load(ckpt_ptr + ck + c * N, mask=mdn, other=0.0)
+        dt_sum = tl.load(dtsum_ptr + (b * DIM + offs_d) * N_CHUNKS + c, mask=md, other=0.0)
+        tl.store(ckpt_ptr + ck + c * N, h, mask=mdn)
+        h = tl.exp(dt_sum[:, None] * A) * h + local
     tl.store(hlast_ptr + b * DIM * N + dn, h, mask=mdn)
 
 

@@ -16,6 +16,9 @@ from seqssm.kernels._triton import triton_usable
 
 CHUNK = 64  # steps between saved states: backward recomputes at most this many states per program at a time
 MAX_STATE = 256  # N beyond this does not fit a program's registers
+# Below this many (batch, channel block) programs the forward also splits the length over chunks (three launches,
+# inputs read twice) so that one long sequence still fills a GPU; above it one pass per program is cheaper.
+PARALLEL_BELOW_PROGRAMS = 512
 POISON_OUTPUTS = False  # tests: fill outputs with NaN first, so an element the kernel misses cannot pass
 
 
@@ -54,7 +57,7 @@ def triton_next_pow2(x: int) -> int:
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
-        from seqssm.kernels.scan.triton_kernels import _scan_fwd_kernel
+        from seqssm.kernels.scan.triton_kernels import _scan_fwd_kernel, _scan_pass_kernel
 
         b, d, l = u.shape
         n = A.shape[1]
@@ -65,13 +68,21 @@ class _TritonScan(torch.autograd.Function):
         out = _out(u.shape, u.dtype, u.device)
         h_last = torch.empty(b, d, n, dtype=torch.float32, device=u.device)
         ckpt = torch.empty(b, d, n_chunks, n, dtype=torch.float32, device=u.device)
-        grid = (b, _cdiv(d, blk))
-        _scan_fwd_kernel[grid](
-            u, delta, A, Bt, Ct, D, z, delta_bias, h0, out, h_last, ckpt,
-            l, d, n, dg_b, dg_c, CHUNK, n_chunks, u.stride(0), u.stride(1), *sB, *sC,
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            HAS_H0=h0 is not None, BLOCK_D=blk, BLOCK_N=triton_next_pow2(n),
-        )
+        n_blk = _cdiv(d, blk)
+        flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
+                     HAS_H0=h0 is not None, BLOCK_D=blk, BLOCK_N=triton_next_pow2(n))
+        args = [u, delta, A, Bt, Ct, D, z, delta_bias, h0, out, h_last, ckpt, None,
+                l, d, n, dg_b, dg_c, CHUNK, n_chunks, u.stride(0), u.stride(1), *sB, *sC]
+        if n_chunks > 1 and b * n_blk < PARALLEL_BELOW_PROGRAMS:
+            # few (batch, channel block) programs for the GPU: split the length over chunks as well
+            dt_sum = torch.empty(b, d, n_chunks, dtype=torch.float32, device=u.device)
+            args[12] = dt_sum
+            _scan_fwd_kernel[(b, n_blk, n_chunks)](*args, PHASE=1, **flags)
+            _scan_pass_kernel[(b, n_blk)](A, h0, ckpt, dt_sum, h_last, d, n, n_chunks, HAS_H0=h0 is not None,
+                                          BLOCK_D=blk, BLOCK_N=triton_next_pow2(n))
+            _scan_fwd_kernel[(b, n_blk, n_chunks)](*args, PHASE=3, **flags)
+        else:
+            _scan_fwd_kernel[(b, n_blk)](*args, PHASE=0, **flags)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
         ctx.meta = (softplus, blk, n_chunks, h0 is not None)
         return out, h_last

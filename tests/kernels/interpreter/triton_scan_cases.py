@@ -107,3 +107,13 @@ def test_triton_step_matches_reference(groups):
         y_ref = selective_state_update(s_ref, **args, backend="reference")
         y_tri = selective_state_update(s_tri, **args, backend="triton")
         assert rel_err(y_tri, y_ref) < 1e-6 and rel_err(s_tri, s_ref) < 1e-6
+
+
+@pytest.mark.parametrize("mode", ["chunk-parallel", "sequential"])
+@pytest.mark.parametrize("layout", ["var", "ti"])
+def test_forward_modes_agree_with_reference(mode, layout, monkeypatch):
+    """Both forward schedules: one program walking all chunks, and the three-launch chunk-parallel forward."""
+    monkeypatch.setattr(triton_scan, "PARALLEL_BELOW_PROGRAMS", 10**9 if mode == "chunk-parallel" else 0)
+    inputs = make_inputs(2, 4, 53, 8, layout, FLAGS)
+    want = run(inputs, FLAGS, "reference", torch.float64)
+    assert_close(run(inputs, FLAGS, "triton", torch.float32), want, 1e-5)
