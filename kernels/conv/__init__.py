@@ -85,10 +85,8 @@ def causal_conv1d(
     if seq_idx is not None:
         check_tensor("seq_idx", seq_idx, (b, l), device=x.device, dtypes=(torch.int32, torch.int64))
     if backend == "auto":
-        backend = "triton" if x.dtype != torch.float64 and seq_idx is None and auto_picks_triton(x.device) else "torch"
-    if backend == "reference" or seq_idx is not None:
-        if backend == "triton":
-            raise KernelInputError("seq_idx: packed sequences are not supported by the triton backend yet")
+        backend = "triton" if x.dtype != torch.float64 and auto_picks_triton(x.device) else "torch"
+    if backend == "reference" or (seq_idx is not None and backend == "torch"):
         return causal_conv1d_reference(x, weight, bias, activation, initial_state, return_final_state, seq_idx)
     if backend == "triton":
         usable, why = triton_usable(x.device)
@@ -96,7 +94,7 @@ def causal_conv1d(
             raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
         from seqssm.kernels.conv.triton_conv import causal_conv1d_triton
 
-        return causal_conv1d_triton(x, weight, bias, activation, initial_state, return_final_state)
+        return causal_conv1d_triton(x, weight, bias, activation, initial_state, return_final_state, seq_idx)
     return _conv_torch(x, weight, bias, activation, initial_state, return_final_state)
 
 

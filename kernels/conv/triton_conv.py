@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seqssm.kernels.conv.reference import final_state
+
 POISON_OUTPUTS = False  # tests: outputs start as NaN, so an element the kernel misses cannot pass
 
 
@@ -30,25 +32,42 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _input_grad(dpre: torch.Tensor, w: torch.Tensor, seq_idx) -> torch.Tensor:
+    """∂x_ext[q] = Σ_j w_j ∂pre[q + k-1 - j] over q = -(k-1) … l-1 (index q + k-1): a depthwise correlation of ∂pre
+    with the flipped taps, or, with packed sequences, the same sum keeping only taps inside one sequence."""
+    b, d, l = dpre.shape
+    k = w.shape[1]
+    if seq_idx is None:
+        return F.conv1d(F.pad(dpre, (k - 1, k - 1)), w.flip(-1).unsqueeze(1), groups=d)
+    src = torch.cat([seq_idx[:, :1].expand(-1, k - 1), seq_idx], 1)  # sequence of each input position
+    dxe = torch.zeros(b, d, l + k - 1, dtype=dpre.dtype, device=dpre.device)
+    for j in range(k):  # term j: the output t = q + k-1 - j that reads input q through tap j
+        out_seq = F.pad(seq_idx, (j, k - 1 - j), value=-1)
+        same = (out_seq == src).to(dpre.dtype)[:, None, :]
+        dxe += w[:, j, None] * F.pad(dpre, (j, k - 1 - j)) * same
+    return dxe
+
+
 class _TritonConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, state, silu):
+    def forward(ctx, x, weight, bias, state, seq_idx, silu):
         fwd, _ = _get()
         b, d, l = x.shape
         k = weight.shape[1]
         out = torch.full_like(x, float("nan")) if POISON_OUTPUTS else torch.empty_like(x)
         fwd[(b, _cdiv(d, BLOCK_D), _cdiv(l, BLOCK_L))](
-            x, weight, bias, state, out, l, d, x.stride(0), x.stride(1),
-            K=k, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
+            x, weight, bias, state, seq_idx, out, l, d, x.stride(0), x.stride(1),
+            K=k, HAS_BIAS=bias is not None, HAS_STATE=state is not None, HAS_SEQ=seq_idx is not None, SILU=silu,
+            BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
         )
-        ctx.save_for_backward(x, weight, bias, state)
+        ctx.save_for_backward(x, weight, bias, state, seq_idx)
         ctx.silu = silu
         return out
 
     @staticmethod
     def backward(ctx, dout):
         _, bwd = _get()
-        x, weight, bias, state = ctx.saved_tensors
+        x, weight, bias, state, seq_idx = ctx.saved_tensors
         b, d, l = x.shape
         k = weight.shape[1]
         n_tblk = _cdiv(l, BLOCK_L)
@@ -57,29 +76,27 @@ class _TritonConv(torch.autograd.Function):
         dpre, dw = fill(b, d, l), fill(b, n_tblk, d, k)
         dbias = fill(b, n_tblk, d) if bias is not None else None
         bwd[(b, _cdiv(d, BLOCK_D), n_tblk)](
-            x, weight, bias, state, dout.contiguous(), dpre, dw, dbias, l, d, x.stride(0), x.stride(1), n_tblk,
-            K=k, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=ctx.silu, BLOCK_D=BLOCK_D,
-            BLOCK_L=BLOCK_L,
+            x, weight, bias, state, seq_idx, dout.contiguous(), dpre, dw, dbias, l, d, x.stride(0), x.stride(1),
+            n_tblk, K=k, HAS_BIAS=bias is not None, HAS_STATE=state is not None, HAS_SEQ=seq_idx is not None,
+            SILU=ctx.silu, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
         )
-        # ∂x_ext[q] = Σ_j w_j ∂pre[q + k-1 - j]: a depthwise correlation of ∂pre with the flipped taps
-        dxe = F.conv1d(F.pad(dpre, (k - 1, k - 1)), weight.float().flip(-1).unsqueeze(1), groups=d)  # q = -(k-1)..l-1
+        dxe = _input_grad(dpre, weight.float(), seq_idx)  # (b, d, k-1+l): the carried inputs, then x
         dx = dxe[..., k - 1 :].to(x.dtype)
         dstate = dxe[..., : k - 1].to(state.dtype) if state is not None else None
         return (dx, dw.sum((0, 1)).to(weight.dtype), None if bias is None else dbias.sum((0, 1)).to(bias.dtype),
-                dstate, None)
+                dstate, None, None)
 
 
-def causal_conv1d_triton(x, weight, bias, activation, initial_state, return_final_state):
-    """Same contract as seqssm.kernels.causal_conv1d without seq_idx (inputs validated there)."""
+def causal_conv1d_triton(x, weight, bias, activation, initial_state, return_final_state, seq_idx=None):
+    """Same contract as seqssm.kernels.causal_conv1d (inputs validated there)."""
     b, d, l = x.shape
     k = weight.shape[1]
     x = x.contiguous()
     state = None if initial_state is None or k == 1 else initial_state.to(x.dtype).contiguous()
-    out = _TritonConv.apply(x, weight.contiguous(), None if bias is None else bias.contiguous(), state,
+    seq = None if seq_idx is None else seq_idx.to(torch.int64).contiguous()
+    out = _TritonConv.apply(x, weight.contiguous(), None if bias is None else bias.contiguous(), state, seq,
                             activation is not None)
     if not return_final_state:
         return out
     head = x.new_zeros(b, d, k - 1) if initial_state is None else initial_state.to(x.dtype)
-    tail = x[..., max(0, l - (k - 1)) :]
-    final = torch.cat([head[..., l:], tail], -1) if l < k - 1 else tail.clone()
-    return out, final
+    return out, final_state(torch.cat([head, x[..., max(0, l - (k - 1)) :]], -1), seq_idx, k).clone()

@@ -122,19 +122,17 @@ def selective_scan(
     check_backend(backend, BACKENDS)
     _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx)
     if backend == "auto":
-        fits = u.dtype != torch.float64 and seq_idx is None and A.shape[1] <= 256
+        fits = u.dtype != torch.float64 and A.shape[1] <= 256
         backend = "triton" if fits and auto_picks_triton(u.device) else "chunked"
     if backend == "reference":
         return selective_scan_reference(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
         )
     if backend == "triton":
-        if seq_idx is not None:
-            raise KernelInputError("seq_idx: packed sequences are not supported by the triton backend yet")
         from seqssm.kernels.scan.triton_scan import selective_scan_triton
 
         return selective_scan_triton(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
         )
     from seqssm.kernels.scan.chunked import selective_scan_chunked
 

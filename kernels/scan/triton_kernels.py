@@ -41,14 +41,27 @@ def _load_bc(ptr, b, grp, offs_n, t, s_b, s_g, s_n, s_l, mask):
 
 
 @triton.jit
+def _keep(seq_ptr, b, t, L, HAS_SEQ: tl.constexpr):
+    """0.0 where a packed sequence starts at step t (seq_idx changes), else 1.0: the state before t is dropped."""
+    if HAS_SEQ:
+        now = tl.load(seq_ptr + b * L + t)
+        before = tl.load(seq_ptr + b * L + tl.maximum(t - 1, 0))
+        return tl.where((t > 0) & (now != before), 0.0, 1.0)
+    else:
+        return 1.0
+
+
+@triton.jit
 def _fwd_chunk(
-    h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, Dv, bias, b, zero64, row, grp_b, grp_c, offs_n, md, mdn,
-    L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
+    h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, seq_ptr, Dv, bias, b, zero64, row, grp_b, grp_c, offs_n,
+    md, mdn, L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    WRITE_OUT: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_SEQ: tl.constexpr, WRITE_OUT: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """Steps c·CHUNK … of one chunk from state h: returns (h at the chunk's end, Σ Δ over the chunk)."""
+    """Steps c·CHUNK … of one chunk from state h: returns (h at the chunk's end, Σ Δ over the chunk, 0.0 if a
+    packed sequence starts inside the chunk else 1.0)."""
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    chunk_keep = 1.0
     t_end = tl.minimum(c * CHUNK + CHUNK, L)
     for t32 in range(c * CHUNK, t_end):
         t = zero64 + t32  # 64-bit offsets (zero64 + int: works compiled and interpreted)
@@ -59,8 +72,10 @@ def _fwd_chunk(
         if SOFTPLUS:
             dt = _softplus(dt)
         dt_sum += dt
+        keep = _keep(seq_ptr, b, t, L, HAS_SEQ)
+        chunk_keep = chunk_keep * keep
         Bt = _load_bc(B_ptr, b, grp_b, offs_n, t, s_Bb, s_Bg, s_Bn, s_Bl, mdn)
-        h = tl.exp(dt[:, None] * A) * h + (dt * u)[:, None] * Bt  # paper eq. 2a with ZOH Ā, Euler B̄
+        h = tl.exp(dt[:, None] * A) * (h * keep) + (dt * u)[:, None] * Bt  # paper eq. 2a, ZOH Ā, Euler B̄
         if WRITE_OUT:
             Ct = _load_bc(C_ptr, b, grp_c, offs_n, t, s_Cb, s_Cg, s_Cn, s_Cl, mdn)
             y = tl.sum(h * Ct, axis=1)
@@ -70,18 +85,19 @@ def _fwd_chunk(
                 z = tl.load(z_ptr + row + t, mask=md, other=0.0).to(tl.float32)
                 y = y * z * tl.sigmoid(z)
             tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=md)
-    return h, dt_sum
+    return h, dt_sum, chunk_keep
 
 
 @triton.jit
 def _scan_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr,
-    out_ptr, hlast_ptr, ckpt_ptr, dtsum_ptr,
+    out_ptr, hlast_ptr, ckpt_ptr, dtsum_ptr, keep_ptr, seq_ptr,
     L, DIM, N, DG_B, DG_C, CHUNK, N_CHUNKS,
     s_b, s_d,  # u, delta, z, out: contiguous (b, d, l)
     s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_H0: tl.constexpr, PHASE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, PHASE: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """PHASE 0: one program per (b, channel block) walks every chunk in turn, writing checkpoints and outputs.
     The chunk-parallel forward (a single long sequence still fills the GPU) is three launches:
@@ -115,9 +131,9 @@ def _scan_fwd_kernel(
             h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         for c in range(N_CHUNKS):
             tl.store(ckpt_ptr + ck + c * N, h, mask=mdn)
-            h, _ = _fwd_chunk(h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, Dv, bias, b, zero64, row,
-                              grp_b, grp_c, offs_n, md, mdn, L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn,
-                              s_Cl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, True, BLOCK_D)
+            h, _, _ = _fwd_chunk(h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, seq_ptr, Dv, bias, b, zero64,
+                                 row, grp_b, grp_c, offs_n, md, mdn, L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg,
+                                 s_Cn, s_Cl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, HAS_SEQ, True, BLOCK_D)
         tl.store(hlast_ptr + b * DIM * N + dn, h, mask=mdn)
     else:
         c = tl.program_id(2).to(tl.int64)
@@ -125,18 +141,20 @@ def _scan_fwd_kernel(
             h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         else:
             h = tl.load(ckpt_ptr + ck + c * N, mask=mdn, other=0.0)
-        h, dt_sum = _fwd_chunk(h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, Dv, bias, b, zero64, row,
-                               grp_b, grp_c, offs_n, md, mdn, L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn,
-                               s_Cl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, PHASE == 3, BLOCK_D)
+        h, dt_sum, chunk_keep = _fwd_chunk(
+            h, c, u_ptr, dt_ptr, A, B_ptr, C_ptr, z_ptr, out_ptr, seq_ptr, Dv, bias, b, zero64, row, grp_b, grp_c,
+            offs_n, md, mdn, L, CHUNK, s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
+            HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, HAS_SEQ, PHASE == 3, BLOCK_D)
         if PHASE == 1:
             tl.store(ckpt_ptr + ck + c * N, h, mask=mdn)
             tl.store(dtsum_ptr + (b * DIM + offs_d) * N_CHUNKS + c, dt_sum, mask=md)
+            tl.store(keep_ptr + b * N_CHUNKS + c, chunk_keep)
 
 
 @triton.jit
 def _scan_pass_kernel(
-    A_ptr, h0_ptr, ckpt_ptr, dtsum_ptr, hlast_ptr, DIM, N, N_CHUNKS,
-    HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    A_ptr, h0_ptr, ckpt_ptr, dtsum_ptr, keep_ptr, hlast_ptr, DIM, N, N_CHUNKS,
+    HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """Chunk states in turn: H_{c+1} = exp(A Σ_c Δ) ⊙ H_c + S_c, where S_c (in ckpt) is chunk c's end state from
     zero; ckpt is overwritten with the true start states H_c. The decay over a chunk is the product of its steps'."""
@@ -156,19 +174,21 @@ def _scan_pass_kernel(
         local = tl.load(ckpt_ptr + ck + c * N, mask=mdn, other=0.0)
         dt_sum = tl.load(dtsum_ptr + (b * DIM + offs_d) * N_CHUNKS + c, mask=md, other=0.0)
         tl.store(ckpt_ptr + ck + c * N, h, mask=mdn)
+        if HAS_SEQ:  # a packed sequence starting inside chunk c drops everything before it
+            h = h * tl.load(keep_ptr + b * N_CHUNKS + c)
         h = tl.exp(dt_sum[:, None] * A) * h + local
     tl.store(hlast_ptr + b * DIM * N + dn, h, mask=mdn)
 
 
 @triton.jit
 def _scan_bwd_kernel(
-    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, dout_ptr, dhlast_ptr, scratch_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, dout_ptr, dhlast_ptr, scratch_ptr, seq_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_ptr, dBp_ptr, dCp_ptr, dD_ptr, dbias_ptr, dh0_ptr,
     L, DIM, N, DG_B, DG_C, CHUNK, N_CHUNKS, N_DBLK,
     s_b, s_d,
     s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_DHLAST: tl.constexpr, B_TI: tl.constexpr, C_TI: tl.constexpr,
+    HAS_DHLAST: tl.constexpr, B_TI: tl.constexpr, C_TI: tl.constexpr, HAS_SEQ: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
@@ -217,14 +237,15 @@ def _scan_bwd_kernel(
             if SOFTPLUS:
                 dt = _softplus(dt)
             Bt = _load_bc(B_ptr, b, grp_b, offs_n, t, s_Bb, s_Bg, s_Bn, s_Bl, mdn)
-            h = tl.exp(dt[:, None] * A) * h + (dt * u)[:, None] * Bt
+            h = tl.exp(dt[:, None] * A) * (h * _keep(seq_ptr, b, t, L, HAS_SEQ)) + (dt * u)[:, None] * Bt
             tl.store(scratch + (t - t0) * N, h, mask=mdn)
         # 2. walk the chunk backwards with the adjoint state g
         for ti in range(t_end - t0):
             t = zero64 + (t_end - 1 - ti)
             h_t = tl.load(scratch + (t - t0) * N, mask=mdn, other=0.0)
             h_prev = tl.load(scratch + tl.maximum(t - t0 - 1, 0) * N, mask=mdn, other=0.0)
-            h_prev = tl.where(t == t0, h_start, h_prev)
+            keep = _keep(seq_ptr, b, t, L, HAS_SEQ)  # 0 where a sequence starts: h_{t-1} was not used
+            h_prev = tl.where(t == t0, h_start, h_prev) * keep
             u = tl.load(u_ptr + row + t, mask=md, other=0.0).to(tl.float32)
             pre = tl.load(dt_ptr + row + t, mask=md, other=0.0).to(tl.float32)
             if HAS_BIAS:
@@ -271,7 +292,7 @@ def _scan_bwd_kernel(
                 dC_acc += dC_t
             else:
                 tl.store(dCp_ptr + ((b * N_DBLK + pid_d) * N + offs_n) * L + t, tl.sum(dC_t, axis=0), mask=mn)
-            g = a * g  # ∂loss/∂h_{t-1} through the recurrence
+            g = a * g * keep  # ∂loss/∂h_{t-1} through the recurrence (none across a sequence start)
     tl.store(dh0_ptr + b * DIM * N + dn, g, mask=mdn)
     tl.store(dA_ptr + b * DIM * N + dn, dA_acc, mask=mdn)  # per batch row; summed by the caller
     if B_TI:

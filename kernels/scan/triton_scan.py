@@ -56,7 +56,7 @@ def triton_next_pow2(x: int) -> int:
 
 class _TritonScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus, seq_idx):
         from seqssm.kernels.scan.triton_kernels import _scan_fwd_kernel, _scan_pass_kernel
 
         b, d, l = u.shape
@@ -70,20 +70,21 @@ class _TritonScan(torch.autograd.Function):
         ckpt = torch.empty(b, d, n_chunks, n, dtype=torch.float32, device=u.device)
         n_blk = _cdiv(d, blk)
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-                     HAS_H0=h0 is not None, BLOCK_D=blk, BLOCK_N=triton_next_pow2(n))
-        args = [u, delta, A, Bt, Ct, D, z, delta_bias, h0, out, h_last, ckpt, None,
+                     HAS_H0=h0 is not None, HAS_SEQ=seq_idx is not None, BLOCK_D=blk, BLOCK_N=triton_next_pow2(n))
+        args = [u, delta, A, Bt, Ct, D, z, delta_bias, h0, out, h_last, ckpt, None, None, seq_idx,
                 l, d, n, dg_b, dg_c, CHUNK, n_chunks, u.stride(0), u.stride(1), *sB, *sC]
         if n_chunks > 1 and b * n_blk < PARALLEL_BELOW_PROGRAMS:
             # few (batch, channel block) programs for the GPU: split the length over chunks as well
             dt_sum = torch.empty(b, d, n_chunks, dtype=torch.float32, device=u.device)
-            args[12] = dt_sum
+            keep = torch.empty(b, n_chunks, dtype=torch.float32, device=u.device)
+            args[12], args[13] = dt_sum, keep
             _scan_fwd_kernel[(b, n_blk, n_chunks)](*args, PHASE=1, **flags)
-            _scan_pass_kernel[(b, n_blk)](A, h0, ckpt, dt_sum, h_last, d, n, n_chunks, HAS_H0=h0 is not None,
-                                          BLOCK_D=blk, BLOCK_N=triton_next_pow2(n))
+            _scan_pass_kernel[(b, n_blk)](A, h0, ckpt, dt_sum, keep, h_last, d, n, n_chunks, HAS_H0=h0 is not None,
+                                          HAS_SEQ=seq_idx is not None, BLOCK_D=blk, BLOCK_N=triton_next_pow2(n))
             _scan_fwd_kernel[(b, n_blk, n_chunks)](*args, PHASE=3, **flags)
         else:
             _scan_fwd_kernel[(b, n_blk)](*args, PHASE=0, **flags)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx)
         ctx.meta = (softplus, blk, n_chunks, h0 is not None)
         return out, h_last
 
@@ -91,7 +92,7 @@ class _TritonScan(torch.autograd.Function):
     def backward(ctx, dout, dh_last):
         from seqssm.kernels.scan.triton_kernels import _scan_bwd_kernel
 
-        u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx = ctx.saved_tensors
         softplus, blk, n_chunks, has_h0 = ctx.meta
         b, d, l = u.shape
         n = A.shape[1]
@@ -110,11 +111,12 @@ class _TritonScan(torch.autograd.Function):
         dh0 = torch.empty(b, d, n, **f32)
         scratch = torch.empty(b, d, CHUNK, n, **f32)
         _scan_bwd_kernel[(b, n_blk)](
-            u, delta, A, Bt, Ct, D, z, delta_bias, ckpt, dout, dh_last, scratch,
+            u, delta, A, Bt, Ct, D, z, delta_bias, ckpt, dout, dh_last, scratch, seq_idx,
             du, ddelta, dz, dA, dBp, dCp, dD, dbias, dh0,
             l, d, n, dg_b, dg_c, CHUNK, n_chunks, n_blk, u.stride(0), u.stride(1), *sB, *sC,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-            HAS_DHLAST=dh_last is not None, B_TI=b_ti, C_TI=c_ti, BLOCK_D=blk, BLOCK_N=triton_next_pow2(n),
+            HAS_DHLAST=dh_last is not None, B_TI=b_ti, C_TI=c_ti, HAS_SEQ=seq_idx is not None, BLOCK_D=blk,
+            BLOCK_N=triton_next_pow2(n),
         )
 
         def reduce_bc(part, X, ti):
@@ -127,13 +129,13 @@ class _TritonScan(torch.autograd.Function):
         return (
             du, ddelta, dA.sum(0).to(A.dtype), reduce_bc(dBp, B, b_ti), reduce_bc(dCp, C, c_ti),
             None if D is None else dD.sum(0).to(D.dtype), dz,
-            None if delta_bias is None else dbias.sum(0).to(delta_bias.dtype), dh0 if has_h0 else None, None,
+            None if delta_bias is None else dbias.sum(0).to(delta_bias.dtype), dh0 if has_h0 else None, None, None,
         )
 
 
 def selective_scan_triton(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None,
-    return_last_state=False,
+    return_last_state=False, seq_idx=None,
 ):
     """Triton backend; same contract as seqssm.kernels.selective_scan (inputs already validated there)."""
     ok, why = triton_usable(u.device)
@@ -148,6 +150,7 @@ def selective_scan_triton(
     out, h_last = _TritonScan.apply(
         u.contiguous(), delta.contiguous(), f32(A), B, C, f32(D), None if z is None else z.contiguous(),
         f32(delta_bias), f32(initial_state), bool(delta_softplus),
+        None if seq_idx is None else seq_idx.to(torch.int64).contiguous(),
     )
     return (out, h_last) if return_last_state else out
 

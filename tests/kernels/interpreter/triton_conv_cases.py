@@ -40,3 +40,24 @@ def test_triton_conv_matches_reference(k, activation, extras, l):
         res[backend] = [out, final, *torch.autograd.grad(loss, list(xs.values()), materialize_grads=True)]
     for i, (got, want) in enumerate(zip(res["triton"], res["reference"])):
         assert rel_err(got, want) < 1e-5 if want.numel() else got.numel() == 0, i
+
+
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("state", [True, False], ids=["state", "nostate"])
+def test_triton_conv_packed_sequences(k, state):
+    b, d, l = 2, 20, 70
+    x = {"x": torch.randn(b, d, l, dtype=torch.float64), "weight": torch.randn(d, k, dtype=torch.float64),
+         "bias": torch.randn(d, dtype=torch.float64)}
+    if state:
+        x["initial_state"] = torch.randn(b, d, k - 1, dtype=torch.float64)
+    seq_idx = torch.stack([torch.arange(l) // 7, (torch.arange(l) >= 64).long()])  # starts on block edge 64 too
+    res = {}
+    for backend, dtype in (("reference", torch.float64), ("triton", torch.float32)):
+        xs = {n: t.to(dtype).requires_grad_(True) for n, t in x.items()}
+        out, final = causal_conv1d(**xs, activation="silu", return_final_state=True, seq_idx=seq_idx,
+                                   backend=backend)
+        gen = torch.Generator().manual_seed(1)
+        loss = (out.double() * torch.randn(out.shape, generator=gen, dtype=torch.float64)).sum() + final.sum()
+        res[backend] = [out, final, *torch.autograd.grad(loss, list(xs.values()))]
+    for i, (got, want) in enumerate(zip(res["triton"], res["reference"])):
+        assert rel_err(got, want) < 1e-5, i

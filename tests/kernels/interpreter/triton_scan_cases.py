@@ -117,3 +117,22 @@ def test_forward_modes_agree_with_reference(mode, layout, monkeypatch):
     inputs = make_inputs(2, 4, 53, 8, layout, FLAGS)
     want = run(inputs, FLAGS, "reference", torch.float64)
     assert_close(run(inputs, FLAGS, "triton", torch.float32), want, 1e-5)
+
+
+@pytest.mark.parametrize("mode", ["chunk-parallel", "sequential"])
+def test_packed_sequences_match_reference(mode, monkeypatch):
+    monkeypatch.setattr(triton_scan, "PARALLEL_BELOW_PROGRAMS", 10**9 if mode == "chunk-parallel" else 0)
+    l = 53
+    inputs = make_inputs(2, 4, l, 8, "var", FLAGS)
+    lens = torch.tensor([3, 13, 16, 1, 20])  # starts inside chunks and right on chunk boundaries (t = 16, 32)
+    seq_idx = torch.stack([torch.repeat_interleave(torch.arange(5), lens), torch.arange(l) // 9])
+    res = {}
+    for backend, dtype in (("reference", torch.float64), ("triton", torch.float32)):
+        x = {k: v.detach().to(dtype if k not in ("A", "initial_state") or dtype == torch.float64 else torch.float32)
+             .requires_grad_(True) for k, v in inputs.items()}
+        y, h = selective_scan(**x, delta_softplus=True, return_last_state=True, seq_idx=seq_idx, backend=backend)
+        gen = torch.Generator().manual_seed(1)
+        loss = (y.double() * torch.randn(y.shape, generator=gen, dtype=torch.float64)).sum() + h.double().sum()
+        res[backend] = [y, h, *torch.autograd.grad(loss, list(x.values()))]
+    for i, (got, want) in enumerate(zip(res["triton"], res["reference"])):
+        assert rel_err(got, want) < 1e-5, i
