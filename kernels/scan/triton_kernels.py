@@ -61,7 +61,7 @@ def _fwd_chunk(
     """Steps c·CHUNK … of one chunk from state h: returns (h at the chunk's end, Σ Δ over the chunk, 0.0 if a
     packed sequence starts inside the chunk else 1.0)."""
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    chunk_keep = 1.0
+    chunk_keep = zero64.to(tl.float32) + 1.0  # a float32 tensor from the start: loop-carried types must not change
     t_end = tl.minimum(c * CHUNK + CHUNK, L)
     for t32 in range(c * CHUNK, t_end):
         t = zero64 + t32  # 64-bit offsets (zero64 + int: works compiled and interpreted)
