@@ -104,8 +104,11 @@ def causal_conv1d_update(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     activation: str | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
-    """One decoding step: x (b, d), conv_state (b, d, k-1) updated in place; returns (b, d)."""
+    """One decoding step: x (b, d), conv_state (b, d, k-1) updated in place; returns (b, d).
+    backend: "reference"/"torch" (PyTorch ops), "triton" (one kernel) or "auto" (triton for CUDA tensors)."""
+    check_backend(backend, BACKENDS)
     if activation not in ACTIVATIONS:
         raise KernelInputError(f"activation: must be None, 'silu' or 'swish', got {activation!r}")
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
@@ -113,6 +116,15 @@ def causal_conv1d_update(
     b, d = x.shape
     check_tensor("weight", weight, (d, None), device=x.device)
     check_tensor("conv_state", conv_state, (b, d, weight.shape[1] - 1), device=x.device)
+    if backend == "auto":
+        backend = "triton" if x.dtype != torch.float64 and auto_picks_triton(x.device) else "reference"
+    if backend == "triton":
+        usable, why = triton_usable(x.device)
+        if not usable:
+            raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
+        from seqssm.kernels.conv.triton_conv import causal_conv1d_update_triton
+
+        return causal_conv1d_update_triton(x, conv_state, weight, bias, activation)
     return causal_conv1d_update_reference(x, conv_state, weight, bias, activation)
 
 

@@ -100,3 +100,18 @@ def causal_conv1d_triton(x, weight, bias, activation, initial_state, return_fina
         return out
     head = x.new_zeros(b, d, k - 1) if initial_state is None else initial_state.to(x.dtype)
     return out, final_state(torch.cat([head, x[..., max(0, l - (k - 1)) :]], -1), seq_idx, k).clone()
+
+
+def causal_conv1d_update_triton(x, conv_state, weight, bias, activation):
+    """One decoding step in one kernel; same contract as seqssm.kernels.causal_conv1d_update (validated there)."""
+    from seqssm.kernels.conv.triton_conv_kernels import conv_update_kernel
+
+    b, d = x.shape
+    if not conv_state.is_contiguous():
+        raise ValueError("conv_state: the triton step updates it in place and needs it contiguous")
+    out = torch.empty_like(x)
+    conv_update_kernel[(b, _cdiv(d, BLOCK_D))](
+        x.contiguous(), conv_state, weight.contiguous(), None if bias is None else bias.contiguous(), out, d,
+        K=weight.shape[1], HAS_BIAS=bias is not None, SILU=activation is not None, BLOCK_D=BLOCK_D,
+    )
+    return out

@@ -90,3 +90,27 @@ def conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, state_ptr, seq_ptr, dout_ptr, dpre_p
         tl.store(dw_ptr + part * K + j, tl.sum(dpre * xv, axis=1), mask=md)
     if HAS_BIAS:
         tl.store(dbias_ptr + part, tl.sum(dpre, axis=1), mask=md)
+
+
+@triton.jit
+def conv_update_kernel(x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr, DIM,
+                       K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One decoding step: out = Σ_j w_j window_j (+ bias, SiLU) over the window (state, x); the state shifts by one."""
+    b = tl.program_id(0).to(tl.int64)
+    offs_d = tl.program_id(1).to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D)
+    md = offs_d < DIM
+    x = tl.load(x_ptr + b * DIM + offs_d, mask=md, other=0.0).to(tl.float32)
+    srow = state_ptr + (b * DIM + offs_d) * (K - 1)
+    acc = tl.load(w_ptr + offs_d * K + (K - 1), mask=md, other=0.0).to(tl.float32) * x
+    for j in tl.static_range(K - 1):
+        s = tl.load(srow + j, mask=md, other=0.0)
+        acc += tl.load(w_ptr + offs_d * K + j, mask=md, other=0.0).to(tl.float32) * s.to(tl.float32)
+        if j > 0:  # shift left: slot j-1 takes slot j's input
+            tl.store(srow + (j - 1), s, mask=md)
+    if K > 1:
+        tl.store(srow + (K - 2), x.to(state_ptr.dtype.element_ty), mask=md)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    tl.store(out_ptr + b * DIM + offs_d, acc.to(out_ptr.dtype.element_ty), mask=md)
