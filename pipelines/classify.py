@@ -208,8 +208,9 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
             "dev_duplicates_of_train": dup.n_duplicates,
         }
         if dup.n_duplicates:
-            unique = LabelledSequences([val.sequences[i] for i in dup.unique_dev], [val.labels[i] for i in dup.unique_dev],
-                                       val.classes, f"{val.source} (not in train)")
+            keep = dup.unique_dev
+            unique = LabelledSequences([val.sequences[i] for i in keep], [val.labels[i] for i in keep], val.classes,
+                                       f"{val.source} (not in train)")
             metrics["dev_unique"] = _scores(model, collate, unique, train.classes, eb) if len(unique) else None
         if test is not None:
             metrics["test"] = _scores(model, collate, test, train.classes, eb)
@@ -282,7 +283,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from seqssm.pipelines.classify_io import load_run, predict_tsv
 
     run = load_run(args.model)
-    conjoin = run.job.eval.rc_conjoin and not args.no_rc_conjoin  # the run's eval.rc_conjoin, unless turned off
+    conjoin = run.job.eval.rc_conjoin and not args.no_rc_conjoin  # the run's eval.rc_conjoin unless turned off
     n = predict_tsv(run, args.data, args.out, args.batch_size or run.job.data.eval_batch_size, conjoin)
     print(f"seqssm classify predict: {n} sequences -> {args.out}")
     return 0
@@ -327,7 +328,7 @@ def register(subparsers) -> None:
     pr = sub.add_parser("predict", help="predicted label and class probabilities per sequence, as TSV")
     common(pr, "FASTA or CSV (a label column is not needed)")
     pr.add_argument("--out", required=True, help="TSV to write (id, predicted, p_<class> ...)")
-    pr.add_argument("--no-rc-conjoin", action="store_true", help="score the given strand only (default: the run's eval.rc_conjoin)")
+    pr.add_argument("--no-rc-conjoin", action="store_true", help="score the given strand only (default: eval.rc_conjoin of the run)")
     pr.set_defaults(func=_cmd_predict)
 
     em = sub.add_parser("embed", help="pooled (or per-position) embeddings to .safetensors or .npy")
