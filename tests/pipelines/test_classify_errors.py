@@ -100,3 +100,10 @@ def test_bad_config_values(tmp_path, capsys):
     _expect_user_error(capsys, _train_args(tmp_path, t, extra=["data.truncation=middle"]), "data.truncation")
     _expect_user_error(capsys, _train_args(tmp_path, t, extra=["train.monitor=val_foo"]), "train.monitor")
     _expect_user_error(capsys, ["classify", "train", "--val", t, "--out", str(tmp_path / "r")], "--train")
+
+
+def test_non_empty_run_folder_is_refused_without_overwrite(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    _expect_user_error(capsys, _train_args(tmp_path, write_csv(tmp_path / "t.csv", GOOD)), "--out", "not empty")
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["notes.txt"]

@@ -126,3 +126,18 @@ def test_yaml_schema_and_print_config(capsys):
 def test_truncation_left_trains_on_sequences_over_max_length(tmp_path):
     out = _train(tmp_path, extra=["data.max_length=16", "data.truncation=left", "train.max_steps=2", "train.val_every=2"])
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+
+
+def test_dev_rows_seen_in_train_are_also_scored_apart(tmp_path):
+    rows = make_rows(40, seed=11)
+    tr = write_csv(tmp_path / "train.csv", rows)
+    dv = write_csv(tmp_path / "dev.csv", rows[:6] + make_rows(10, seed=12))  # 6 exact duplicates of train rows
+    out = tmp_path / "run"
+    args = ["classify", "train", "--train", tr, "--val", dv, "--out", str(out)]
+    for kv in TINY_CLS + ["train.max_steps=2", "train.val_every=2"]:
+        args += ["--set", kv]
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dev_duplicates_of_train"] == 6
+    assert m["dev"]["rc_conjoin"]["n"] == 16 and m["dev_unique"]["rc_conjoin"]["n"] == 10
+    assert "test" not in m
