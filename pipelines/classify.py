@@ -328,7 +328,8 @@ def register(subparsers) -> None:
     pr = sub.add_parser("predict", help="predicted label and class probabilities per sequence, as TSV")
     common(pr, "FASTA or CSV (a label column is not needed)")
     pr.add_argument("--out", required=True, help="TSV to write (id, predicted, p_<class> ...)")
-    pr.add_argument("--no-rc-conjoin", action="store_true", help="score the given strand only (default: eval.rc_conjoin of the run)")
+    pr.add_argument("--no-rc-conjoin", action="store_true",
+                    help="score the given strand only (default: eval.rc_conjoin of the run)")
     pr.set_defaults(func=_cmd_predict)
 
     em = sub.add_parser("embed", help="pooled (or per-position) embeddings to .safetensors or .npy")

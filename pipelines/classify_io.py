@@ -44,7 +44,8 @@ def _existing(path: str | os.PathLike, option: str) -> Path:
 
 
 def _csv_line_of_row(path: Path, index: int) -> int:
-    """The file line of data row `index` (0-based), counted as LabelledSequences.from_csv counts (blank rows skipped)."""
+    """The file line of data row `index` (0-based), counted as LabelledSequences.from_csv counts (blank rows
+    skipped)."""
     seen = -1
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -72,7 +73,8 @@ def check_lengths(ds: LabelledSequences, path: Path, max_length: int, truncation
 def load_labelled(path, option: str, max_length: int, truncation: str, classes=None) -> LabelledSequences:
     """A labelled CSV/TSV (`sequence,label`) or FASTA (`>id label=X`), checked against max_length."""
     p = _existing(path, option)
-    ds = LabelledSequences.from_fasta(p, classes=classes) if is_fasta(p) else LabelledSequences.from_csv(p, classes=classes)
+    read = LabelledSequences.from_fasta if is_fasta(p) else LabelledSequences.from_csv
+    ds = read(p, classes=classes)
     check_lengths(ds, p, max_length, truncation)
     return ds
 
@@ -205,7 +207,8 @@ def load_run(path: str | os.PathLike, option: str = "--model") -> TrainedRun:
     mdir = run / "model"
     for need in (run / "config.yaml", mdir / "config.yaml", mdir / "tokenizer.json", mdir / "classes.json"):
         if not need.is_file():
-            raise UsageError(f"{option} {run}: not a run folder of 'seqssm classify train' (no {need.relative_to(run)})")
+            missing = need.relative_to(run)
+            raise UsageError(f"{option} {run}: not a run folder of 'seqssm classify train' (no {missing})")
     job = seqssm.load_config(ClassifyJobConfig, str(run / "config.yaml"))
     model = seqssm.load_pretrained(str(mdir)).eval()
     if model.config.head != "classify":

@@ -118,7 +118,7 @@ class ClassifyDataConfig:
     val: str = ""  # `--val FILE`: the dev split, for model selection and early stopping
     test: str = ""  # `--test FILE` (optional): scored once at the end with the selected model
     max_length: int = 512  # tokens per sequence at most
-    truncation: str = "error"  # a longer sequence: "error" (refused, naming the line), "right" keeps the start, "left" the end
+    truncation: str = "error"  # longer sequences: "error" (refused, naming the line), "right" keeps the start, "left" the end
     rc_augment: float = 0.5  # probability that a training row is replaced by its reverse complement
     batch_size: int = 64
     eval_batch_size: int = 256
@@ -127,7 +127,8 @@ class ClassifyDataConfig:
     def validate(self, prefix: str = "") -> None:
         p = prefix
         _require(self.max_length >= 1, p + "max_length", self.max_length, "must be >= 1")
-        _require(self.truncation in TRUNCATIONS, p + "truncation", self.truncation, f"must be one of {', '.join(TRUNCATIONS)}")
+        _require(self.truncation in TRUNCATIONS, p + "truncation", self.truncation,
+                 f"must be one of {', '.join(TRUNCATIONS)}")
         _require(0 <= self.rc_augment <= 1, p + "rc_augment", self.rc_augment, "must be in [0, 1]")
         _require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
         _require(self.eval_batch_size >= 1, p + "eval_batch_size", self.eval_batch_size, "must be >= 1")
@@ -171,7 +172,8 @@ class ClassifyJobConfig:
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
-        _require(self.model.head == "classify", p + "model.head", self.model.head, "a sequence classifier needs 'classify'")
+        _require(self.model.head == "classify", p + "model.head", self.model.head,
+                 "a sequence classifier needs 'classify'")
         _require(self.model.vocab_size == 10, p + "model.vocab_size", self.model.vocab_size,
                  "must be 10, the NucleotideTokenizer's vocabulary")
 
