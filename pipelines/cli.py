@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "info": "seqssm.pipelines.info",
     "lm": "seqssm.pipelines.lm",
     "bench": "seqssm.pipelines.bench",
+    "classify": "seqssm.pipelines.classify",
 }
 
 EXIT_USAGE = 2
@@ -47,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user's input is wrong", not "the code is wrong"."""
     from seqssm import CheckpointError, ConfigError
+    from seqssm.domains.dna import DNAInputError
     from seqssm.kernels import KernelInputError
     from seqssm.pipelines.config import UsageError
 
@@ -56,6 +58,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         CheckpointError,
         UsageError,
         KernelInputError,
+        DNAInputError,
         FileNotFoundError,
         FileExistsError,
         IsADirectoryError,

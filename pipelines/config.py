@@ -106,8 +106,80 @@ class LMJobConfig:
         _require(self.model.vocab_size >= 256, p + "model.vocab_size", self.model.vocab_size, "a byte model needs >= 256")
 
 
+TRUNCATIONS = ("error", "right", "left")
+MONITORS = ("val_mcc", "val_acc", "val_f1", "val_auroc", "val_loss")
+
+
+@dataclass
+class ClassifyDataConfig:
+    """Labelled sequences (CSV `sequence,label` or FASTA with `label=` in the header) and how they are batched."""
+
+    train: str = ""  # `--train FILE`
+    val: str = ""  # `--val FILE`: the dev split, for model selection and early stopping
+    test: str = ""  # `--test FILE` (optional): scored once at the end with the selected model
+    max_length: int = 512  # tokens per sequence at most
+    truncation: str = "error"  # longer sequences: "error" (refused, naming the line), "right" keeps the start, "left" the end
+    rc_augment: float = 0.5  # probability that a training row is replaced by its reverse complement
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    num_workers: int = 0
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(self.max_length >= 1, p + "max_length", self.max_length, "must be >= 1")
+        _require(self.truncation in TRUNCATIONS, p + "truncation", self.truncation,
+                 f"must be one of {', '.join(TRUNCATIONS)}")
+        _require(0 <= self.rc_augment <= 1, p + "rc_augment", self.rc_augment, "must be in [0, 1]")
+        _require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
+        _require(self.eval_batch_size >= 1, p + "eval_batch_size", self.eval_batch_size, "must be >= 1")
+        _require(self.num_workers >= 0, p + "num_workers", self.num_workers, "must be >= 0")
+
+
+@dataclass
+class ClassifyTrainConfig(TrainConfig):
+    """TrainConfig plus epochs and early stopping. max_steps 0: max_epochs decides the length of the run."""
+
+    max_steps: int = 0
+    max_epochs: int = 3
+    patience: int = 0  # stop after this many validations without improvement of `monitor` (0: never stop early)
+    monitor: str = "val_mcc"  # the metric that picks the best model and drives early stopping
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        # the inherited checks, with the one rule that differs here (0 steps: let max_epochs decide)
+        TrainConfig.validate(dataclasses.replace(self, max_steps=max(1, self.max_steps)), prefix)
+        _require(self.max_steps >= 0, p + "max_steps", self.max_steps, "must be >= 0 (0: max_epochs decides)")
+        _require(self.max_epochs >= 1, p + "max_epochs", self.max_epochs, "must be >= 1")
+        _require(self.patience >= 0, p + "patience", self.patience, "must be >= 0 (0: no early stopping)")
+        _require(self.monitor in MONITORS, p + "monitor", self.monitor, f"must be one of {', '.join(MONITORS)}")
+
+
+@dataclass
+class ClassifyEvalConfig:
+    rc_conjoin: bool = True  # final metrics (and predict/eval defaults) average the logits of both strands
+
+
+@dataclass
+class ClassifyJobConfig:
+    """`seqssm classify train`: a sequence classifier on labelled DNA. model.vocab_size is the tokenizer's
+    (10 ids) and model.num_classes is set from the training labels."""
+
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(vocab_size=10, head="classify"))
+    data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
+    train: ClassifyTrainConfig = field(default_factory=ClassifyTrainConfig)
+    eval: ClassifyEvalConfig = field(default_factory=ClassifyEvalConfig)
+    out_dir: str = "runs/classify"
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(self.model.head == "classify", p + "model.head", self.model.head,
+                 "a sequence classifier needs 'classify'")
+        _require(self.model.vocab_size == 10, p + "model.vocab_size", self.model.vocab_size,
+                 "must be 10, the NucleotideTokenizer's vocabulary")
+
+
 # job prefix of a shipped config file name -> the schema of the command that reads it
-SCHEMAS = {"lm": LMJobConfig}
+SCHEMAS = {"lm": LMJobConfig, "classify": ClassifyJobConfig}
 
 
 def schema_for_file(name: str):

@@ -1,0 +1,335 @@
+"""Data and inference of `seqssm classify`: labelled files, batching, metrics, and eval / predict / embed of a run.
+
+Dimension names used in this file:
+    n sequences · b batch · l sequence length (padded to the longest row of the batch) · d model width · c classes
+
+No Lightning here: a trained run is a plain model folder plus the job's config, so evaluating or predicting needs
+torch and the DNA plugin only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from seqssm.domains.dna import DNAInputError, LabelledSequences, NucleotideTokenizer, rc_conjoin
+from seqssm.domains.dna.alphabet import check_iupac
+from seqssm.domains.dna.fasta import read_fasta
+from seqssm.pipelines.config import ClassifyJobConfig, UsageError
+
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".fa.gz", ".fasta.gz", ".fna.gz")
+
+
+def is_fasta(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(FASTA_SUFFIXES)
+
+
+def _existing(path: str | os.PathLike, option: str) -> Path:
+    p = Path(path)
+    if not str(path):
+        raise UsageError(f"{option}: no file given")
+    if not p.exists():
+        raise UsageError(f"{option} {p}: no such file")
+    if not p.is_file():
+        raise UsageError(f"{option} {p}: not a regular file")
+    return p
+
+
+def _csv_line_of_row(path: Path, index: int) -> int:
+    """The file line of data row `index` (0-based), counted as LabelledSequences.from_csv counts (blank rows
+    skipped)."""
+    seen = -1
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if lineno == 1 or not line.strip().strip(",\t"):
+                continue
+            seen += 1
+            if seen == index:
+                return lineno
+    return index + 2
+
+
+def check_lengths(ds: LabelledSequences, path: Path, max_length: int, truncation: str) -> None:
+    """With truncation "error", the first sequence longer than max_length is a DNAInputError naming its line."""
+    if truncation != "error":
+        return
+    for i, s in enumerate(ds.sequences):
+        if len(s) > max_length:
+            loc = f"{path}: record {i + 1}" if is_fasta(path) else f"{path}:{_csv_line_of_row(path, i)}"
+            raise DNAInputError(
+                f"{loc}: sequence of length {len(s)} > data.max_length {max_length} "
+                "(set data.truncation=right or left to cut it)"
+            )
+
+
+def load_labelled(path, option: str, max_length: int, truncation: str, classes=None) -> LabelledSequences:
+    """A labelled CSV/TSV (`sequence,label`) or FASTA (`>id label=X`), checked against max_length."""
+    p = _existing(path, option)
+    read = LabelledSequences.from_fasta if is_fasta(p) else LabelledSequences.from_csv
+    ds = read(p, classes=classes)
+    check_lengths(ds, p, max_length, truncation)
+    return ds
+
+
+def iter_records(path, option: str = "--data") -> Iterator[tuple[str, str, str | None]]:
+    """Stream (id, sequence, label or None) from a FASTA or CSV/TSV without reading the whole file.
+
+    CSV ids come from an `id` or `name` column when there is one, else the line number; labels are optional.
+    """
+    p = _existing(path, option)
+    if is_fasta(p):
+        for rec in read_fasta(p):
+            label = next((w[6:] for w in rec.description.split()[1:] if w.startswith("label=")), None)
+            yield rec.name, rec.sequence, label
+        return
+    delim = "\t" if p.suffix.lower() == ".tsv" else ","
+    lineno = 0
+    try:
+        with open(p, encoding="utf-8", newline="") as fh:
+            rows = csv.reader(fh, delimiter=delim)
+            for lineno, row in enumerate(rows, start=1):
+                if "\x00" in "".join(row):
+                    raise DNAInputError(f"{p}:{lineno}: not a text file (NUL bytes)")
+                if lineno == 1:
+                    header = [h.strip().lower() for h in row]
+                    if "sequence" not in header:
+                        raise DNAInputError(f"{p}:1: header must name a 'sequence' column, got {header}")
+                    si = header.index("sequence")
+                    li = header.index("label") if "label" in header else None
+                    ii = next((header.index(k) for k in ("id", "name") if k in header), None)
+                    continue
+                if not "".join(row).strip():
+                    continue
+                seq = row[si].strip() if len(row) > si else ""
+                if not seq:
+                    raise DNAInputError(f"{p}:{lineno}: empty sequence")
+                check_iupac(seq, f"{p}:{lineno}")
+                rid = row[ii].strip() if ii is not None and len(row) > ii else str(lineno)
+                label = row[li].strip() if li is not None and len(row) > li else None
+                yield rid, seq, label or None
+    except UnicodeDecodeError:
+        raise DNAInputError(f"{p}:{lineno + 1}: not a text file (bytes that are not UTF-8)") from None
+    if lineno == 0:
+        raise DNAInputError(f"{p}:1: empty file (a header with a 'sequence' column is required)")
+
+
+class ClassifyCollate:
+    """Batch of (sequence, label) -> {"input_ids" (b, l), "attention_mask" (b, l), "labels" (b,)}.
+
+    Pads to the longest row of the batch, not to max_length (domains.dna.Collate pads to max_length when given
+    one, which would run the scan over hundreds of padding positions on short promoters). Strings are cut
+    before encoding; one character is one token here, so that equals cutting the ids.
+    """
+
+    def __init__(self, tokenizer: NucleotideTokenizer, max_length: int, truncation: str):
+        self.tokenizer, self.max_length, self.truncation = tokenizer, max_length, truncation
+
+    def cut(self, seqs: list[str]) -> list[str]:
+        m = self.max_length
+        if self.truncation == "error":
+            for r, s in enumerate(seqs):
+                if len(s) > m:
+                    raise DNAInputError(f"sequence {r}: length {len(s)} > max_length {m} (truncation='error')")
+            return seqs
+        return [s[:m] if self.truncation == "right" else s[-m:] for s in seqs]
+
+    def encode(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenizer.encode_batch(self.cut(seqs))[:2]
+        return ids, mask
+
+    def __call__(self, batch: list[tuple[str, int]]) -> dict[str, torch.Tensor]:
+        ids, mask = self.encode([s for s, _ in batch])
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([y for _, y in batch])}
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    """logits (n, c), labels (n,) -> accuracy, MCC, macro F1, macro one-vs-rest AUROC, loss, counts, confusion."""
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_auroc,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+        multiclass_matthews_corrcoef,
+    )
+
+    c = len(classes)
+    logits, labels = logits.float(), labels.long()
+    preds = logits.argmax(-1)
+    probs = logits.softmax(-1)
+    mcc = float(multiclass_matthews_corrcoef(preds, labels, c))
+    if len(torch.unique(preds)) < 2 or len(torch.unique(labels)) < 2:
+        # MCC is 0/0 here; torchmetrics returns a small non-zero value for it, which would credit a constant
+        # predictor with skill. 0 is the usual convention (scikit-learn's too).
+        mcc = 0.0
+    return {
+        "n": int(labels.numel()),
+        "loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+        "accuracy": float(multiclass_accuracy(preds, labels, c, average="micro")),
+        "mcc": mcc,
+        "f1_macro": float(multiclass_f1_score(preds, labels, c, average="macro")),
+        "auroc": float(multiclass_auroc(probs, labels, c, average="macro")),
+        "true_counts": {k: int(v) for k, v in zip(classes, torch.bincount(labels, minlength=c))},
+        "predicted_counts": {k: int(v) for k, v in zip(classes, torch.bincount(preds, minlength=c))},
+        "confusion_matrix": multiclass_confusion_matrix(preds, labels, c).tolist(),  # rows true, columns predicted
+    }
+
+
+# --------------------------------------------------------------------------------------------- trained runs
+
+
+@dataclass
+class TrainedRun:
+    model: torch.nn.Module
+    tokenizer: NucleotideTokenizer
+    classes: list[str]
+    job: ClassifyJobConfig
+    collate: ClassifyCollate
+
+
+def load_run(path: str | os.PathLike, option: str = "--model") -> TrainedRun:
+    """A run folder of `seqssm classify train` (RUN, or RUN/model)."""
+    import seqssm
+
+    run = Path(path)
+    if run.name == "model" and (run.parent / "config.yaml").is_file():
+        run = run.parent
+    mdir = run / "model"
+    for need in (run / "config.yaml", mdir / "config.yaml", mdir / "tokenizer.json", mdir / "classes.json"):
+        if not need.is_file():
+            missing = need.relative_to(run)
+            raise UsageError(f"{option} {run}: not a run folder of 'seqssm classify train' (no {missing})")
+    job = seqssm.load_config(ClassifyJobConfig, str(run / "config.yaml"))
+    model = seqssm.load_pretrained(str(mdir)).eval()
+    if model.config.head != "classify":
+        raise UsageError(f"{option} {run}: head is {model.config.head!r}, not 'classify'")
+    tok = NucleotideTokenizer.from_file(mdir / "tokenizer.json")
+    classes = json.loads((mdir / "classes.json").read_text())
+    return TrainedRun(model, tok, classes, job, ClassifyCollate(tok, job.data.max_length, job.data.truncation))
+
+
+@torch.no_grad()
+def batch_logits(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, conjoin: bool) -> torch.Tensor:
+    """(b, l) ids and mask -> (b, c) logits, averaged over both strands when `conjoin`."""
+    return rc_conjoin(model, ids, mask, tokenizer) if conjoin else model(ids, mask)
+
+
+@torch.no_grad()
+def dataset_logits(model, collate: ClassifyCollate, ds: LabelledSequences, batch_size: int, conjoin: bool):
+    """Logits (n, c) and labels (n,) of a whole labelled dataset, in file order."""
+    model.eval()
+    out, ys = [], []
+    for i in range(0, len(ds), batch_size):
+        chunk = [ds[j] for j in range(i, min(len(ds), i + batch_size))]
+        batch = collate(chunk)
+        out.append(batch_logits(model, collate.tokenizer, batch["input_ids"], batch["attention_mask"], conjoin))
+        ys.append(batch["labels"])
+    return torch.cat(out), torch.cat(ys)
+
+
+def evaluate(model, collate, ds: LabelledSequences, classes: list[str], batch_size: int, conjoin: bool) -> dict:
+    logits, labels = dataset_logits(model, collate, ds, batch_size, conjoin)
+    return classification_metrics(logits, labels, classes)
+
+
+def _batches(records: Iterator, batch_size: int) -> Iterator[list]:
+    batch = []
+    for r in records:
+        batch.append(r)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _atomic_target(out: Path):
+    """A temporary file next to `out`, for os.replace once it is complete (no partial output on error)."""
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    return fd, Path(tmp)
+
+
+def predict_tsv(run: TrainedRun, data, out, batch_size: int, conjoin: bool) -> int:
+    """Stream `data` in batches to a TSV (id, predicted label, one probability per class); returns the row count.
+
+    Memory is bounded by one batch whatever the input size; the TSV appears only once every row is written.
+    """
+    out = Path(out)
+    records = iter_records(data)
+    fd, tmp = _atomic_target(out)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write("\t".join(["id", "predicted"] + [f"p_{c}" for c in run.classes]) + "\n")
+            for batch in _batches(records, batch_size):
+                ids, mask = run.collate.encode([s for _, s, _ in batch])
+                probs = batch_logits(run.model, run.tokenizer, ids, mask, conjoin).softmax(-1)  # (b, c)
+                for (rid, _, _), p in zip(batch, probs.tolist()):
+                    best = max(range(len(p)), key=p.__getitem__)
+                    fh.write("\t".join([rid, run.classes[best]] + [f"{x:.6f}" for x in p]) + "\n")
+                n += len(batch)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+@torch.no_grad()
+def embed(run: TrainedRun, data, out, batch_size: int, per_position: bool) -> tuple[int, ...]:
+    """Write pooled (n, d) or per-position (n, l, d) embeddings (final-norm hidden states) to .safetensors or .npy.
+
+    Per-position rows are zero-padded to the longest sequence; safetensors also stores `lengths` (n,).
+    Returns the shape of the embeddings.
+    """
+    from seqssm.model import pool
+
+    out = Path(out)
+    if out.suffix not in (".safetensors", ".npy"):
+        raise UsageError(f"--out {out}: must end in .safetensors or .npy")
+    model = run.model.eval()
+    rows, lengths, ids_out = [], [], []
+    for batch in _batches(iter_records(data), batch_size):
+        ids, mask = run.collate.encode([s for _, s, _ in batch])
+        hidden, _ = model.backbone(ids)  # (b, l, d)
+        lengths += mask.sum(1).tolist()
+        ids_out += [rid for rid, _, _ in batch]
+        rows += list(hidden) if per_position else list(pool(hidden, mask, model.config.pooling))
+    if per_position:
+        width = max(lengths)
+        emb = torch.zeros(len(rows), width, rows[0].shape[-1])  # (n, l, d)
+        for i, (h, k) in enumerate(zip(rows, lengths)):
+            emb[i, :k] = h[:k]
+    else:
+        emb = torch.stack(rows)  # (n, d)
+    fd, tmp = _atomic_target(out)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if out.suffix == ".npy":
+                import numpy as np
+
+                np.save(fh, emb.numpy())
+            else:
+                from safetensors.torch import save
+
+                meta = {"ids": json.dumps(ids_out), "per_position": str(per_position)}
+                fh.write(save({"embeddings": emb.contiguous(), "lengths": torch.tensor(lengths)}, metadata=meta))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tuple(emb.shape)
