@@ -42,7 +42,7 @@ def _task_class():
 
     from seqssm.domains.dna import RandomReverseComplement
     from seqssm.pipelines.classify_io import classification_metrics
-    from seqssm.pipelines.lm import lr_lambda
+    from seqssm.pipelines.lm import lr_lambda, moe_aux_loss
 
     class ClassifyTask(L.LightningModule):
         """Cross-entropy around a seqssm SequenceClassifier; keeps the best weights on the monitored metric."""
@@ -64,7 +64,7 @@ def _task_class():
             self.history["train"].append([self.global_step + 1, float(loss.detach())])
             self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
             self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-            return loss
+            return loss + moe_aux_loss(self, self.model)
 
         def on_validation_epoch_start(self):
             self._val_logits, self._val_labels = [], []

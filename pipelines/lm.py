@@ -115,6 +115,18 @@ class ValWindows(Dataset):
 # ---------------------------------------------------------------------------------------------------- model
 
 
+def moe_aux_loss(task, model) -> "torch.Tensor | float":
+    """The MoE load-balancing loss to add to a training loss (0 without MoE layers); logs it and the tokens the
+    experts' capacity dropped this step, so that no token is dropped silently."""
+    if not model.moe_layers():
+        return 0.0
+    aux = model.aux_loss()
+    task.log("moe_aux_loss", aux.detach(), on_step=True, on_epoch=False)
+    task.log("moe_dropped_tokens", float(sum(m.last_dropped for m in model.moe_layers())), on_step=True,
+             on_epoch=False)
+    return aux
+
+
 def lr_lambda(warmup_steps: int, max_steps: int, min_ratio: float):
     """Multiplier of the base lr at optimizer step s: linear warm-up, then cosine decay to min_ratio."""
 
@@ -156,7 +168,7 @@ def _lightning_module_class():
             self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
             self.log("train_bpb", loss.detach() / LN2, on_step=True, on_epoch=False)
             self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-            return loss
+            return loss + moe_aux_loss(self, self.model)
 
         def on_validation_epoch_start(self):
             self._val_sum, self._val_count = 0.0, 0

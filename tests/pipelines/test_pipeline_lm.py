@@ -179,3 +179,18 @@ def test_sample_command_prints_a_seeded_continuation(two_runs, capsys):
     assert main(["lm", "sample", "--model", str(run), "--prompt", "acg", "--max-new-tokens", "5",
                  "--temperature", "0"]) == 0  # a run folder works too; temperature 0 is greedy
     assert len(capsys.readouterr().out) == 6
+
+
+def test_moe_job_adds_the_balancing_loss_and_logs_dropped_tokens(tmp_path):
+    """With MoE blocks the job trains on loss + aux loss and logs both the aux loss and the dropped-token count."""
+    import csv
+
+    data = tmp_path / "corpus.txt"
+    data.write_bytes(make_text(20_000))
+    lm.train_lm(_job(data, tmp_path / "moe", "model.moe_layer_idx=[0]", "model.n_experts=2",
+                     "model.capacity_factor=0.5", "train.max_steps=4", "train.val_every=4", "train.log_every=1"))
+    rows = list(csv.DictReader(open(next((tmp_path / "moe" / "logs").rglob("metrics.csv")))))
+    aux = [float(r["moe_aux_loss"]) for r in rows if r.get("moe_aux_loss")]
+    dropped = [float(r["moe_dropped_tokens"]) for r in rows if r.get("moe_dropped_tokens")]
+    assert aux and all(a > 0 for a in aux)
+    assert dropped and max(dropped) > 0  # capacity 0.5 of an even share cannot take every token
