@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from seqssm.atomic import atomic_open
 from seqssm.domains.dna import DNAInputError, LabelledSequences, NucleotideTokenizer, rc_conjoin
 from seqssm.domains.dna.alphabet import check_iupac
 from seqssm.domains.dna.fasta import read_fasta
@@ -253,14 +253,12 @@ def _batches(records: Iterator, batch_size: int) -> Iterator[list]:
         yield batch
 
 
-def _atomic_target(out: Path):
-    """A temporary file next to `out`, for os.replace once it is complete (no partial output on error)."""
+def _check_out(out: Path) -> None:
+    """The output goes through seqssm.atomic (temporary file, then rename): check its place first."""
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder")
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: folder {out.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    return fd, Path(tmp)
 
 
 def predict_tsv(run: TrainedRun, data, out, batch_size: int, conjoin: bool) -> int:
@@ -270,22 +268,17 @@ def predict_tsv(run: TrainedRun, data, out, batch_size: int, conjoin: bool) -> i
     """
     out = Path(out)
     records = iter_records(data)
-    fd, tmp = _atomic_target(out)
+    _check_out(out)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write("\t".join(["id", "predicted"] + [f"p_{c}" for c in run.classes]) + "\n")
-            for batch in _batches(records, batch_size):
-                ids, mask = run.collate.encode([s for _, s, _ in batch])
-                probs = batch_logits(run.model, run.tokenizer, ids, mask, conjoin).softmax(-1)  # (b, c)
-                for (rid, _, _), p in zip(batch, probs.tolist()):
-                    best = max(range(len(p)), key=p.__getitem__)
-                    fh.write("\t".join([rid, run.classes[best]] + [f"{x:.6f}" for x in p]) + "\n")
-                n += len(batch)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(out, "w", encoding="utf-8", newline="") as fh:
+        fh.write("\t".join(["id", "predicted"] + [f"p_{c}" for c in run.classes]) + "\n")
+        for batch in _batches(records, batch_size):
+            ids, mask = run.collate.encode([s for _, s, _ in batch])
+            probs = batch_logits(run.model, run.tokenizer, ids, mask, conjoin).softmax(-1)  # (b, c)
+            for (rid, _, _), p in zip(batch, probs.tolist()):
+                best = max(range(len(p)), key=p.__getitem__)
+                fh.write("\t".join([rid, run.classes[best]] + [f"{x:.6f}" for x in p]) + "\n")
+            n += len(batch)
     return n
 
 
@@ -305,7 +298,7 @@ def embed(run: TrainedRun, data, out, batch_size: int, per_position: bool) -> tu
     rows, lengths, ids_out = [], [], []
     for batch in _batches(iter_records(data), batch_size):
         ids, mask = run.collate.encode([s for _, s, _ in batch])
-        hidden, _ = model.backbone(ids)  # (b, l, d)
+        hidden = model.hidden_states(ids, mask)  # (b, l, d), padding kept out of non-causal mixers
         lengths += mask.sum(1).tolist()
         ids_out += [rid for rid, _, _ in batch]
         rows += list(hidden) if per_position else list(pool(hidden, mask, model.config.pooling))
@@ -316,20 +309,15 @@ def embed(run: TrainedRun, data, out, batch_size: int, per_position: bool) -> tu
             emb[i, :k] = h[:k]
     else:
         emb = torch.stack(rows)  # (n, d)
-    fd, tmp = _atomic_target(out)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if out.suffix == ".npy":
-                import numpy as np
+    _check_out(out)
+    with atomic_open(out, "wb") as fh:
+        if out.suffix == ".npy":
+            import numpy as np
 
-                np.save(fh, emb.numpy())
-            else:
-                from safetensors.torch import save
+            np.save(fh, emb.numpy())
+        else:
+            from safetensors.torch import save
 
-                meta = {"ids": json.dumps(ids_out), "per_position": str(per_position)}
-                fh.write(save({"embeddings": emb.contiguous(), "lengths": torch.tensor(lengths)}, metadata=meta))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            meta = {"ids": json.dumps(ids_out), "per_position": str(per_position)}
+            fh.write(save({"embeddings": emb.contiguous(), "lengths": torch.tensor(lengths)}, metadata=meta))
     return tuple(emb.shape)

@@ -283,19 +283,22 @@ class SequenceClassifier(SeqModel):
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, input_ids, attention_mask=None):
-        """input_ids (b, l), attention_mask (b, l) or None -> logits (b, c) float32.
+        """input_ids (b, l), attention_mask (b, l) or None -> logits (b, c) float32."""
+        hidden = self.hidden_states(input_ids, attention_mask)
+        logits = self.classifier(pool(hidden, attention_mask, self.config.pooling))
+        return logits.to(_at_least_fp32(logits.dtype))
 
-        Causal mixers never let right padding reach a real token; a non-causal one (bimamba) would, through its
-        reversed scan, so the padding is then given its own seq_idx and the mixers restart at it."""
+    def hidden_states(self, input_ids, attention_mask=None):
+        """(b, l, d) final hidden states. Causal mixers never let right padding reach a real token; a non-causal
+        one (bimamba) would, through its reversed scan, so the padding is then given its own seq_idx and the
+        mixers restart at it."""
         seq_idx = None
         if attention_mask is not None and tuple(getattr(attention_mask, "shape", ())) != tuple(input_ids.shape):
             raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)} like input_ids, "
                              f"got {tuple(getattr(attention_mask, 'shape', ()))}")
         if attention_mask is not None and not all(getattr(b.mixer, "causal", True) for b in self.backbone.layers):
             seq_idx = (attention_mask == 0).to(torch.int64)  # real tokens 0, right padding 1
-        hidden, _ = self.backbone(input_ids, seq_idx=seq_idx)
-        logits = self.classifier(pool(hidden, attention_mask, self.config.pooling))
-        return logits.to(_at_least_fp32(logits.dtype))
+        return self.backbone(input_ids, seq_idx=seq_idx)[0]
 
 
 @HEADS.register("token")
