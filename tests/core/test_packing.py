@@ -57,3 +57,14 @@ def test_classifier_mask_shape_is_checked_first():
     model = tiny("bimamba", head="classify")
     with pytest.raises(ValueError, match=r"attention_mask: expected shape \(1, 6\)"):
         model(torch.zeros(1, 6, dtype=torch.long), attention_mask=torch.ones(1, 5))
+
+
+def test_bimamba_hidden_states_of_real_tokens_ignore_padding():
+    """What `seqssm classify embed` writes: per-position states of the real tokens do not see the padding."""
+    model = tiny("bimamba", head="classify")
+    g = torch.Generator().manual_seed(3)
+    short = torch.randint(0, 10, (1, 6), generator=g)
+    padded = torch.cat([short, torch.randint(0, 10, (1, 4), generator=g)], 1)
+    mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 4)], 1).long()
+    got = model.hidden_states(padded, mask)[:, :6]
+    assert torch.allclose(got, model.hidden_states(short), rtol=0, atol=1e-12)
