@@ -23,18 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqssm.config import ModelConfig
-from seqssm.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+from seqssm.kernels import selective_scan, selective_state_update
+from seqssm.layers.gated_ssm import GatedSSM, wide_dtype
 from seqssm.registry import LAYERS
-from seqssm.state import LayerState
-
-
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    """The SSM runs in float32 for half-precision models and in float64 for float64 models."""
-    return torch.promote_types(dtype, torch.float32)
 
 
 @LAYERS.register("mamba")
-class Mamba(nn.Module):
+class Mamba(GatedSSM):
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
         super().__init__()
         self.cfg = cfg
@@ -73,96 +68,31 @@ class Mamba(nn.Module):
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
         self.dt_proj.bias._no_reinit = True  # the model-wide init must not zero this bias
 
-    # ---------------------------------------------------------------- parameters in kernel layout
-    def _conv_weight(self) -> torch.Tensor:
-        return self.conv1d.weight[:, 0, :]  # (e, 1, k) -> (e, k)
-
-    def _A(self) -> torch.Tensor:
-        return -torch.exp(self.A_log.to(_wide(self.A_log.dtype)))  # (e, n)
-
+    # ---------------------------------------------------------------- the selective SSM (section 3.2)
     def _split_xproj(self, x_dbl: torch.Tensor):
         return torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
 
-    # ---------------------------------------------------------------- parallel (training / prefill) mode
-    causal = True  # an output never depends on later inputs (so right padding cannot reach real tokens)
-
-    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False,
-                seq_idx: torch.Tensor | None = None):
-        """hidden (b, l, d) -> (out (b, l, d), new LayerState or None).
-
-        seq_idx (b, l): packed sequences; conv and scan restart where it changes (nothing leaks across).
-
-        `state` (from a previous segment) seeds the conv window and the SSM state; a new state is returned when a
-        state was given or `return_state` is set, so that segments scanned in turn equal one pass.
-        """
-        want_state = state is not None or return_state
-        xz = self.in_proj(hidden).transpose(1, 2)  # (b, 2e, l)
-        x, z = xz.chunk(2, dim=1)  # (b, e, l) each
-        conv_out = causal_conv1d(
-            x,
-            self._conv_weight(),
-            self.conv1d.bias,
-            activation="silu",
-            initial_state=None if state is None else state.conv_state,
-            return_final_state=want_state,
-            seq_idx=seq_idx,
-        )
-        x, conv_state = conv_out if want_state else (conv_out, None)
-
-        x_dbl = self.x_proj(x.transpose(1, 2))  # (b, l, r + 2n)
-        dt, B, C = self._split_xproj(x_dbl)
+    def _scan(self, x, z, state, want_state, seq_idx):
+        """Δ, B, C from the input itself (the selection mechanism), then the fused scan with D skip and z gate."""
+        dt, B, C = self._split_xproj(self.x_proj(x.transpose(1, 2)))  # (b, l, r), (b, l, n), (b, l, n)
         dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (b, e, l); bias is added inside the scan
-        wide = _wide(x.dtype)
-        scan_out = selective_scan(
-            x,
-            dt,
-            self._A(),
-            B.transpose(1, 2).contiguous(),  # (b, n, l)
-            C.transpose(1, 2).contiguous(),
-            self.D.to(wide),
-            z=z,
-            delta_bias=self.dt_proj.bias.to(wide),
-            delta_softplus=True,
-            initial_state=None if state is None else state.ssm_state,
-            return_last_state=want_state,
-            seq_idx=seq_idx,
-            backend=self.cfg.scan_backend,
+        wide = wide_dtype(x.dtype)
+        out = selective_scan(
+            x, dt, self._A(), B.transpose(1, 2), C.transpose(1, 2), self.D.to(wide), z=z,  # B, C (b, n, l)
+            delta_bias=self.dt_proj.bias.to(wide), delta_softplus=True,
+            initial_state=None if state is None else state.ssm_state, return_last_state=want_state,
+            seq_idx=seq_idx, backend=self.cfg.scan_backend,
         )
-        y, ssm_state = scan_out if want_state else (scan_out, None)
-        out = self.out_proj(y.transpose(1, 2))  # (b, l, d)
-        return out, (LayerState(conv_state, ssm_state) if want_state else None)
+        return out if want_state else (out, None)
 
-    # ---------------------------------------------------------------- recurrent (decoding) mode
-    def allocate_state(self, batch_size: int, device=None, dtype=None) -> LayerState:
-        """Zero state: conv window in the model dtype, SSM state in float32 (float64 for a float64 model)."""
-        dtype = dtype or self.in_proj.weight.dtype
-        device = device or self.in_proj.weight.device
-        conv = torch.zeros(batch_size, self.d_inner, self.d_conv - 1, device=device, dtype=dtype)
-        ssm = torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=_wide(dtype))
-        return LayerState(conv, ssm)
-
-    def step(self, hidden: torch.Tensor, state: LayerState) -> torch.Tensor:
-        """One token: hidden (b, d) -> (b, d); `state` is updated in place, O(1) in the context length."""
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, e) each
-        x = causal_conv1d_update(
-            x, state.conv_state, self._conv_weight().to(x.dtype), self.conv1d.bias, activation="silu"
-        )
+    def _scan_step(self, x, z, ssm_state):
         dt, B, C = self._split_xproj(self.x_proj(x))  # (b, r), (b, n), (b, n)
         dt = F.linear(dt, self.dt_proj.weight)  # (b, e)
-        wide = state.ssm_state.dtype
-        y = selective_state_update(
-            state.ssm_state,
-            x,
-            dt,
-            self._A().to(wide),
-            B,
-            C,
-            self.D.to(wide),
-            z=z,
-            dt_bias=self.dt_proj.bias.to(wide),
-            dt_softplus=True,
+        wide = ssm_state.dtype
+        return selective_state_update(
+            ssm_state, x, dt, self._A().to(wide), B, C, self.D.to(wide), z=z,
+            dt_bias=self.dt_proj.bias.to(wide), dt_softplus=True,
         )
-        return self.out_proj(y)
 
 
 __all__ = ["Mamba"]

@@ -26,12 +26,9 @@ from torch import nn
 from seqssm.config import ConfigError, ModelConfig
 from seqssm.kernels import causal_conv1d, causal_conv1d_update, ssd_scan, ssd_state_update
 from seqssm.layers.norm import GatedRMSNorm
+from seqssm.layers.gated_ssm import wide_dtype
 from seqssm.registry import LAYERS
 from seqssm.state import LayerState
-
-
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    return torch.promote_types(dtype, torch.float32)
 
 
 @LAYERS.register("mamba2")
@@ -69,14 +66,14 @@ class Mamba2(nn.Module):
         return self.conv1d.weight[:, 0, :]  # (cx, 1, k) -> (cx, k)
 
     def _A(self) -> torch.Tensor:
-        return -torch.exp(self.A_log.to(_wide(self.A_log.dtype)))  # (h,)
+        return -torch.exp(self.A_log.to(wide_dtype(self.A_log.dtype)))  # (h,)
 
     def _split(self, zxbcdt: torch.Tensor):
         e, gn = self.d_inner, self.ngroups * self.d_state
         return torch.split(zxbcdt, [e, e + 2 * gn, self.nheads], dim=-1)  # z, xBC, dt
 
     def _dt(self, dt: torch.Tensor) -> torch.Tensor:
-        wide = _wide(dt.dtype)
+        wide = wide_dtype(dt.dtype)
         return F.softplus(dt.to(wide) + self.dt_bias.to(wide))
 
     # ---------------------------------------------------------------- parallel (training / prefill) mode
@@ -108,7 +105,7 @@ class Mamba2(nn.Module):
             self._A(),
             B.reshape(gshape),
             C.reshape(gshape),
-            self.D.to(_wide(x.dtype)),
+            self.D.to(wide_dtype(x.dtype)),
             initial_state=None if state is None else state.ssm_state,
             return_final_state=want_state,
             backend=self.cfg.scan_backend,
@@ -123,7 +120,7 @@ class Mamba2(nn.Module):
         dtype = dtype or self.in_proj.weight.dtype
         device = device or self.in_proj.weight.device
         conv = torch.zeros(batch_size, self.conv_dim, self.d_conv - 1, device=device, dtype=dtype)
-        ssm = torch.zeros(batch_size, self.nheads, self.headdim, self.d_state, device=device, dtype=_wide(dtype))
+        ssm = torch.zeros(batch_size, self.nheads, self.headdim, self.d_state, device=device, dtype=wide_dtype(dtype))
         return LayerState(conv, ssm)
 
     def step(self, hidden: torch.Tensor, state: LayerState) -> torch.Tensor:

@@ -28,20 +28,15 @@ import torch
 from torch import nn
 
 from seqssm.config import ModelConfig
-from seqssm.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+from seqssm.kernels import selective_scan, selective_state_update
+from seqssm.layers.gated_ssm import GatedSSM, wide_dtype
 from seqssm.registry import LAYERS
-from seqssm.state import LayerState
 
 A_INITS = ("real",)
 
 
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    """The SSM runs in float32 for half-precision models and in float64 for float64 models (as in mamba.py)."""
-    return torch.promote_types(dtype, torch.float32)
-
-
 @LAYERS.register("s4d")
-class S4D(nn.Module):
+class S4D(GatedSSM):
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0, a_init: str = "real"):
         super().__init__()
         if a_init not in A_INITS:
@@ -67,67 +62,30 @@ class S4D(nn.Module):
         self.D = nn.Parameter(torch.ones(e))
         self.D._no_weight_decay = True
 
-    # ---------------------------------------------------------------- parameters in kernel layout
-    def _conv_weight(self) -> torch.Tensor:
-        return self.conv1d.weight[:, 0, :]  # (e, 1, k) -> (e, k)
-
-    def _A(self) -> torch.Tensor:
-        return -torch.exp(self.A_log.to(_wide(self.A_log.dtype)))  # (e, n)
-
+    # ---------------------------------------------------------------- the LTI SSM
     def _dt(self, dtype: torch.dtype) -> torch.Tensor:
-        return torch.exp(self.log_dt.to(_wide(dtype)))  # (e,)
+        return torch.exp(self.log_dt.to(wide_dtype(dtype)))  # (e,)
 
-    # ---------------------------------------------------------------- parallel (training / prefill) mode
-    causal = True
-
-    def forward(self, hidden: torch.Tensor, state: LayerState | None = None, return_state: bool = False,
-                seq_idx: torch.Tensor | None = None):
-        """hidden (b, l, d) -> (out (b, l, d), new LayerState or None); a given state seeds conv window and SSM.
-        seq_idx (b, l): packed sequences, as in the Mamba mixer."""
-        want_state = state is not None or return_state
-        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (b, e, l) each
-        conv_out = causal_conv1d(
-            x, self._conv_weight(), self.conv1d.bias, activation="silu",
-            initial_state=None if state is None else state.conv_state, return_final_state=want_state,
-            seq_idx=seq_idx,
-        )
-        x, conv_state = conv_out if want_state else (conv_out, None)
-        wide = _wide(x.dtype)
+    def _scan(self, x, z, state, want_state, seq_idx):
+        """Input-independent Δ, B, C: a constant Δ broadcast over batch and time (a view, no copy), B, C (e, n)."""
+        wide = wide_dtype(x.dtype)
         b, e, l = x.shape
-        # input-independent Δ: one value per channel, broadcast over batch and time (a view, no copy)
         dt = self._dt(x.dtype).to(x.dtype)[None, :, None].expand(b, e, l)
-        scan_out = selective_scan(
+        out = selective_scan(
             x, dt, self._A(), self.B.to(wide), self.C.to(wide), self.D.to(wide), z=z,
             initial_state=None if state is None else state.ssm_state, return_last_state=want_state,
             seq_idx=seq_idx, backend=self.cfg.scan_backend,
         )
-        y, ssm_state = scan_out if want_state else (scan_out, None)
-        out = self.out_proj(y.transpose(1, 2))  # (b, l, d)
-        return out, (LayerState(conv_state, ssm_state) if want_state else None)
+        return out if want_state else (out, None)
 
-    # ---------------------------------------------------------------- recurrent (decoding) mode
-    def allocate_state(self, batch_size: int, device=None, dtype=None) -> LayerState:
-        """Zero state: conv window in the model dtype, SSM state in float32 (float64 for a float64 model)."""
-        dtype = dtype or self.in_proj.weight.dtype
-        device = device or self.in_proj.weight.device
-        conv = torch.zeros(batch_size, self.d_inner, self.d_conv - 1, device=device, dtype=dtype)
-        ssm = torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=_wide(dtype))
-        return LayerState(conv, ssm)
-
-    def step(self, hidden: torch.Tensor, state: LayerState) -> torch.Tensor:
-        """One sample: hidden (b, d) -> (b, d); `state` is updated in place, O(1) in the context length."""
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, e) each
-        x = causal_conv1d_update(
-            x, state.conv_state, self._conv_weight().to(x.dtype), self.conv1d.bias, activation="silu"
-        )
-        wide = state.ssm_state.dtype
+    def _scan_step(self, x, z, ssm_state):
+        wide = ssm_state.dtype
         b, e = x.shape
         dt = self._dt(x.dtype).to(x.dtype)[None, :].expand(b, e)
         # per-channel B, C are e groups of one channel each: (b, g=e, n)
         B = self.B.to(wide)[None].expand(b, e, self.d_state)
         C = self.C.to(wide)[None].expand(b, e, self.d_state)
-        y = selective_state_update(state.ssm_state, x, dt, self._A().to(wide), B, C, self.D.to(wide), z=z)
-        return self.out_proj(y)
+        return selective_state_update(ssm_state, x, dt, self._A().to(wide), B, C, self.D.to(wide), z=z)
 
 
 __all__ = ["A_INITS", "S4D"]
