@@ -41,6 +41,20 @@ def _load_bc(ptr, b, grp, offs_n, t, s_b, s_g, s_n, s_l, mask):
 
 
 @triton.jit
+def _load_u_dt(u_ptr, dt_ptr, row, t, md, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """u_t, the raw Δ pre-activation (delta + bias) and Δ_t = softplus of it (or itself), all float32 (b·d,)."""
+    u = tl.load(u_ptr + row + t, mask=md, other=0.0).to(tl.float32)
+    pre = tl.load(dt_ptr + row + t, mask=md, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        pre += bias
+    if SOFTPLUS:
+        dt = _softplus(pre)
+    else:
+        dt = pre
+    return u, pre, dt
+
+
+@triton.jit
 def _keep(seq_ptr, b, t, L, HAS_SEQ: tl.constexpr):
     """0.0 where a packed sequence starts at step t (seq_idx changes), else 1.0: the state before t is dropped."""
     if HAS_SEQ:
@@ -65,12 +79,7 @@ def _fwd_chunk(
     t_end = tl.minimum(c * CHUNK + CHUNK, L)
     for t32 in range(c * CHUNK, t_end):
         t = zero64 + t32  # 64-bit offsets (zero64 + int: works compiled and interpreted)
-        u = tl.load(u_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-        dt = tl.load(dt_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dt += bias
-        if SOFTPLUS:
-            dt = _softplus(dt)
+        u, _, dt = _load_u_dt(u_ptr, dt_ptr, row, t, md, bias, HAS_BIAS, SOFTPLUS)
         dt_sum += dt
         keep = _keep(seq_ptr, b, t, L, HAS_SEQ)
         chunk_keep = chunk_keep * keep
@@ -204,6 +213,7 @@ def _scan_bwd_kernel(
     A = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
     if HAS_DHLAST:
@@ -230,12 +240,7 @@ def _scan_bwd_kernel(
         h = h_start
         for t32 in range(t0, t_end):
             t = zero64 + t32  # 64-bit offsets (zero64 + int: works compiled and interpreted)
-            u = tl.load(u_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-            dt = tl.load(dt_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
+            u, _, dt = _load_u_dt(u_ptr, dt_ptr, row, t, md, bias, HAS_BIAS, SOFTPLUS)
             Bt = _load_bc(B_ptr, b, grp_b, offs_n, t, s_Bb, s_Bg, s_Bn, s_Bl, mdn)
             h = tl.exp(dt[:, None] * A) * (h * _keep(seq_ptr, b, t, L, HAS_SEQ)) + (dt * u)[:, None] * Bt
             tl.store(scratch + (t - t0) * N, h, mask=mdn)
@@ -246,14 +251,7 @@ def _scan_bwd_kernel(
             h_prev = tl.load(scratch + tl.maximum(t - t0 - 1, 0) * N, mask=mdn, other=0.0)
             keep = _keep(seq_ptr, b, t, L, HAS_SEQ)  # 0 where a sequence starts: h_{t-1} was not used
             h_prev = tl.where(t == t0, h_start, h_prev) * keep
-            u = tl.load(u_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-            pre = tl.load(dt_ptr + row + t, mask=md, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                pre += bias
-            if SOFTPLUS:
-                dt = _softplus(pre)
-            else:
-                dt = pre
+            u, pre, dt = _load_u_dt(u_ptr, dt_ptr, row, t, md, bias, HAS_BIAS, SOFTPLUS)
             a = tl.exp(dt[:, None] * A)
             Bt = _load_bc(B_ptr, b, grp_b, offs_n, t, s_Bb, s_Bg, s_Bn, s_Bl, mdn)
             Ct = _load_bc(C_ptr, b, grp_c, offs_n, t, s_Cb, s_Cg, s_Cn, s_Cl, mdn)
