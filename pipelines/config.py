@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from seqssm import ConfigError, GenerateConfig, ModelConfig
+from seqssm.config import validate_tree
 
 
 class UsageError(ValueError):
@@ -188,16 +189,6 @@ def schema_for_file(name: str):
     if prefix not in SCHEMAS:
         raise UsageError(f"{name}: no job schema for prefix {prefix!r} (known: {', '.join(sorted(SCHEMAS))})")
     return SCHEMAS[prefix]
-
-
-def validate_tree(obj, prefix: str = "") -> None:
-    """Run `validate(prefix)` on every dataclass node that has one (what load_config does after loading)."""
-    if not dataclasses.is_dataclass(obj):
-        return
-    if hasattr(obj, "validate"):
-        obj.validate(prefix)
-    for f in dataclasses.fields(obj):
-        validate_tree(getattr(obj, f.name), f"{prefix}{f.name}.")
 
 
 def validate_lm_job(job: LMJobConfig) -> None:

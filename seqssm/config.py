@@ -149,14 +149,14 @@ class GenerateConfig:
         _check(0 < self.top_p <= 1, p + "top_p", f"must be in (0, 1], got {self.top_p}")
 
 
-def _validate_tree(obj: Any, prefix: str = "") -> None:
+def validate_tree(obj: Any, prefix: str = "") -> None:
     """Call `validate(prefix)` on every dataclass in a nested config that defines it, so keys carry full paths."""
     if not dataclasses.is_dataclass(obj):
         return
     if hasattr(obj, "validate"):
         obj.validate(prefix)
     for f in dataclasses.fields(obj):
-        _validate_tree(getattr(obj, f.name), f"{prefix}{f.name}.")
+        validate_tree(getattr(obj, f.name), f"{prefix}{f.name}.")
 
 
 def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
@@ -209,7 +209,7 @@ def load_config(schema_cls: type, path: str | os.PathLike | None = None, overrid
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
     try:
-        _validate_tree(obj)
+        validate_tree(obj)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return obj
