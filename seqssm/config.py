@@ -76,6 +76,11 @@ class ModelConfig:
     moe_d_ff: Optional[int] = None  # hidden width of each expert; None -> 4 * d_model
     capacity_factor: float = 1.25  # Switch Transformer: tokens per expert = ceil(cf * tokens / n_experts)
     moe_aux_weight: float = 0.01  # α of the load-balancing loss (Switch Transformer eq. 4)
+    # multi-scale (SaShiMi, Goel et al. 2022) backbone: pool by these factors, outer stage first; [] = one flat
+    # stack. With pooling, n_layer is the number of blocks in each of the 2·len(pool_factors) + 1 stage segments
+    pool_factors: List[int] = field(default_factory=list)
+    pool_expand: int = 2  # width multiplier at each pooling (stage s has width d_model · pool_expand^s)
+    stage_layers: List[str] = field(default_factory=list)  # mixer per stage, outer first; [] = `layer` everywhere
 
     @property
     def d_inner(self) -> int:
@@ -129,6 +134,15 @@ class ModelConfig:
         _check(self.moe_d_ff is None or self.moe_d_ff > 0, p + "moe_d_ff", f"must be > 0 or null, got {self.moe_d_ff}")
         _check(self.capacity_factor > 0, p + "capacity_factor", f"must be > 0, got {self.capacity_factor}")
         _check(self.moe_aux_weight >= 0, p + "moe_aux_weight", f"must be >= 0, got {self.moe_aux_weight}")
+        pools = list(self.pool_factors)
+        _check(all(f >= 2 for f in pools), p + "pool_factors", f"each factor must be >= 2, got {pools}")
+        _check(self.pool_expand >= 1, p + "pool_expand", f"must be >= 1, got {self.pool_expand}")
+        stages = list(self.stage_layers)
+        _check(not stages or len(stages) == len(pools) + 1, p + "stage_layers",
+               f"needs one mixer per stage (len(pool_factors) + 1 = {len(pools) + 1}) or none, got {stages}")
+        if pools:  # per-index options count blocks of one flat stack: they have no meaning across stages
+            for key in ("attn_layer_idx", "moe_layer_idx"):
+                _check(not getattr(self, key), p + key, "is not supported with pool_factors (use stage_layers)")
 
 
 @dataclass

@@ -175,6 +175,16 @@ class Backbone(nn.Module):
         return self._final(hidden, residual)
 
 
+def make_backbone(cfg: ModelConfig) -> nn.Module:
+    """A flat Backbone, or the multi-scale (SaShiMi) one when cfg.pool_factors is set; both have the same
+    interface (forward with state, allocate_state, step)."""
+    if cfg.pool_factors:
+        from seqssm.multiscale import MultiScaleBackbone  # it builds on Block, defined above
+
+        return MultiScaleBackbone(cfg)
+    return Backbone(cfg)
+
+
 class SeqModel(PretrainedMixin, nn.Module):
     """Base of the heads: holds `.config`, and the optimiser parameter groups."""
 
@@ -225,7 +235,7 @@ class MambaLM(GenerationMixin, SeqModel):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.backbone = Backbone(cfg)
+        self.backbone = make_backbone(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.backbone.embedding.weight
@@ -278,7 +288,7 @@ class SequenceClassifier(SeqModel):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.backbone = Backbone(cfg)
+        self.backbone = make_backbone(cfg)
         self.classifier = nn.Linear(cfg.d_model, cfg.num_classes)
         nn.init.zeros_(self.classifier.bias)
 
@@ -296,7 +306,9 @@ class SequenceClassifier(SeqModel):
         if attention_mask is not None and tuple(getattr(attention_mask, "shape", ())) != tuple(input_ids.shape):
             raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)} like input_ids, "
                              f"got {tuple(getattr(attention_mask, 'shape', ()))}")
-        if attention_mask is not None and not all(getattr(b.mixer, "causal", True) for b in self.backbone.layers):
+        if attention_mask is not None and not all(
+            getattr(m.mixer, "causal", True) for m in self.backbone.modules() if isinstance(m, Block)
+        ):
             seq_idx = (attention_mask == 0).to(torch.int64)  # real tokens 0, right padding 1
         return self.backbone(input_ids, seq_idx=seq_idx)[0]
 
@@ -307,7 +319,7 @@ class TokenClassifier(SeqModel):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.backbone = Backbone(cfg)
+        self.backbone = make_backbone(cfg)
         self.classifier = nn.Linear(cfg.d_model, cfg.num_classes)
         nn.init.zeros_(self.classifier.bias)
 
@@ -336,6 +348,7 @@ __all__ = [
     "build_model",
     "check_input_ids",
     "init_weights",
+    "make_backbone",
     "mixer_name",
     "pool",
 ]
