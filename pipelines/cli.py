@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "lm": "seqssm.pipelines.lm",
     "bench": "seqssm.pipelines.bench",
     "classify": "seqssm.pipelines.classify",
+    "audio": "seqssm.pipelines.audio",
 }
 
 EXIT_USAGE = 2
@@ -48,6 +49,7 @@ class _Parser(argparse.ArgumentParser):
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user's input is wrong", not "the code is wrong"."""
     from seqssm import CheckpointError, ConfigError
+    from seqssm.domains.audio import AudioInputError
     from seqssm.domains.dna import DNAInputError
     from seqssm.kernels import KernelInputError
     from seqssm.pipelines.config import UsageError
@@ -59,6 +61,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         UsageError,
         KernelInputError,
         DNAInputError,
+        AudioInputError,
         FileNotFoundError,
         FileExistsError,
         IsADirectoryError,

@@ -198,8 +198,8 @@ def _lightning_module_class():
 # ------------------------------------------------------------------------------------------------- training
 
 
-def _plot_curves(history: dict, path: Path, title: str) -> None:
-    """Train and validation loss (bits per byte) against step: the whole run, and a zoom on its last 80 %."""
+def _plot_curves(history: dict, path: Path, title: str, unit: str = "byte") -> None:
+    """Train and validation loss (bits per `unit`) against step: the whole run, and a zoom on its last 80 %."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,7 +228,7 @@ def _plot_curves(history: dict, path: Path, title: str) -> None:
         else:
             ax.set_title(title, fontsize=9)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss (bits per byte)")
+        ax.set_ylabel(f"loss (bits per {unit})")
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()

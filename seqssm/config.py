@@ -81,6 +81,7 @@ class ModelConfig:
     pool_factors: List[int] = field(default_factory=list)
     pool_expand: int = 2  # width multiplier at each pooling (stage s has width d_model · pool_expand^s)
     stage_layers: List[str] = field(default_factory=list)  # mixer per stage, outer first; [] = `layer` everywhere
+    s4d_kernel: str = "fft"  # layer s4d, parallel pass: "fft" (convolution with the SSM kernel) or "scan"
 
     @property
     def d_inner(self) -> int:
@@ -134,6 +135,7 @@ class ModelConfig:
         _check(self.moe_d_ff is None or self.moe_d_ff > 0, p + "moe_d_ff", f"must be > 0 or null, got {self.moe_d_ff}")
         _check(self.capacity_factor > 0, p + "capacity_factor", f"must be > 0, got {self.capacity_factor}")
         _check(self.moe_aux_weight >= 0, p + "moe_aux_weight", f"must be >= 0, got {self.moe_aux_weight}")
+        _check(self.s4d_kernel in ("fft", "scan"), p + "s4d_kernel", f"must be fft or scan, got {self.s4d_kernel!r}")
         pools = list(self.pool_factors)
         _check(all(f >= 2 for f in pools), p + "pool_factors", f"each factor must be >= 2, got {pools}")
         _check(self.pool_expand >= 1, p + "pool_expand", f"must be >= 1, got {self.pool_expand}")

@@ -67,8 +67,16 @@ class S4D(GatedSSM):
         return torch.exp(self.log_dt.to(wide_dtype(dtype)))  # (e,)
 
     def _scan(self, x, z, state, want_state, seq_idx):
-        """Input-independent Δ, B, C: a constant Δ broadcast over batch and time (a view, no copy), B, C (e, n)."""
+        """Input-independent Δ, B, C: a constant Δ broadcast over batch and time (a view, no copy), B, C (e, n).
+
+        cfg.s4d_kernel "fft" convolves with the SSM's kernel (s4d_fft); packed sequences (seq_idx) always take
+        the scan, which restarts at each boundary."""
         wide = wide_dtype(x.dtype)
+        if self.cfg.s4d_kernel == "fft" and seq_idx is None:
+            y, last = s4d_fft(x.to(wide), self._dt(x.dtype), self._A(), self.B.to(wide), self.C.to(wide),
+                              self.D.to(wide), None if state is None else state.ssm_state, want_state)
+            y = (y * torch.nn.functional.silu(z.to(wide))).to(x.dtype)
+            return y, last
         b, e, l = x.shape
         dt = self._dt(x.dtype).to(x.dtype)[None, :, None].expand(b, e, l)
         out = selective_scan(
@@ -88,4 +96,41 @@ class S4D(GatedSSM):
         return selective_state_update(ssm_state, x, dt, self._A().to(wide), B, C, self.D.to(wide), z=z)
 
 
-__all__ = ["A_INITS", "S4D"]
+def _powers(dtA: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """exp(ΔA · j) for j in [start, stop): (e, n, stop - start)."""
+    j = torch.arange(start, stop, device=dtA.device, dtype=dtA.dtype)
+    return torch.exp(dtA[..., None] * j)
+
+
+def s4d_fft(x, dt, A, B, C, D, initial_state=None, return_last_state=False, block: int = 8192):
+    """The LTI SSM h_t = exp(ΔA) h_{t-1} + ΔB x_t, y_t = C·h_t + D x_t as one causal convolution (S4, Gu et al.
+    2022, section 3.3: an LTI SSM is a convolution with the kernel K_j = C diag(exp(ΔA))^j ΔB), by FFT.
+
+    x (b, e, l); dt, D (e,); A, B, C (e, n); initial_state (b, e, n) or None -> y (b, e, l), last state (b, e, n)
+    or None. Same discretisation as the selective scan, so it equals the scan up to rounding. The Vandermonde
+    powers exp(ΔA·j) are built `block` positions at a time, so memory stays O(e·n·block) besides the FFT's.
+    """
+    b, e, l = x.shape
+    dtA = dt[:, None] * A  # (e, n), negative
+    CB = C * B * dt[:, None]  # (e, n)
+    K = torch.cat([torch.einsum("en,enj->ej", CB, _powers(dtA, s, min(l, s + block)))
+                   for s in range(0, l, block)], dim=-1)  # (e, l)
+    n_fft = 1 << (2 * l - 1).bit_length()  # linear (not circular) convolution, a power of two for speed
+    y = torch.fft.irfft(torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(K, n=n_fft), n=n_fft)[..., :l]
+    y = y + D[:, None] * x
+    if initial_state is not None:  # the carried state decays into every output: C exp(ΔA (t + 1)) h_0
+        h0 = initial_state.to(x.dtype) * C  # (b, e, n)
+        y = y + torch.cat([torch.einsum("ben,enj->bej", h0, _powers(dtA, s + 1, min(l, s + block) + 1))
+                           for s in range(0, l, block)], dim=-1)
+    if not return_last_state:
+        return y, None
+    # h_{l-1} = Σ_j exp(ΔA (l - 1 - j)) ΔB x_j (+ exp(ΔA l) h_0)
+    last = sum(torch.einsum("bej,enj->ben", x[..., s:min(l, s + block)],
+                            _powers(dtA, l - min(l, s + block), l - s).flip(-1)) for s in range(0, l, block))
+    last = last * (B * dt[:, None])
+    if initial_state is not None:
+        last = last + torch.exp(dtA * l) * initial_state.to(x.dtype)
+    return y, last
+
+
+__all__ = ["A_INITS", "S4D", "s4d_fft"]

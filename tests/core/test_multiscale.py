@@ -69,8 +69,9 @@ def test_causal_at_every_rate(make_cfg, t):
     other[0, t] = (other[0, t] + 5) % 17
     with torch.no_grad():
         a, b = model(ids), model(other)
-    assert torch.equal(a[:, :t], b[:, :t])
-    assert not torch.equal(a[:, t:], b[:, t:])  # ...and the change is seen from t on
+    # exact for the scans; the S4D FFT convolution mixes rounding noise (~1e-16) across positions
+    assert t == 0 or (a[:, :t] - b[:, :t]).abs().max() < 1e-12
+    assert (a[:, t:] - b[:, t:]).abs().max() > 1e-6  # ...and the change is seen from t on
 
 
 def test_generate_uses_recurrent_state(make_cfg):
