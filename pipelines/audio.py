@@ -158,7 +158,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         atomic_write_json(stage / "metrics.json", metrics)
         atomic_write_json(stage / "history.json", task.history)
         _plot_curves(task.history, stage / "curves.png", f"{Path(d.folder).name}: {steps} steps", unit="sample")
-        publish(stage, out, ARTIFACTS)
+        publish(stage, out, [name for name in ARTIFACTS if name != "heldout.tsv" or "heldout" in files])
     return metrics
 
 

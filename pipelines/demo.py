@@ -7,6 +7,9 @@
 2. Trains configs/classify_dna.yaml, made smaller (CLASSIFY_DEMO, a few minutes on one CPU thread), on the
    bundled GUE mouse_0 splits (data/demo/gue_mouse_0/) and prints dev and test MCC and accuracy next to the
    k-mer baseline of the project issue (5-mer counts + logistic regression).
+3. Trains configs/audio_fsdd.yaml, made smaller (AUDIO_DEMO, a few minutes), on the bundled FSDD subset
+   (data/demo/fsdd_jackson/: one speaker, takes 0-4 test, 5-11 train; CC BY-SA 4.0), prints test bits per sample
+   next to the uniform and unigram reference points, and generates one second of audio (WAV + PNG).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ import numpy as np
 
 DEMO_DATA = Path("data/demo/ecoli_k12_mg1655_first300k.txt")
 DEMO_DNA = Path("data/demo/gue_mouse_0")
+DEMO_AUDIO = Path("data/demo/fsdd_jackson")
+# audio_fsdd.yaml made small enough for a few minutes on one CPU thread
+AUDIO_DEMO = ["model.n_layer=1", "train.max_steps=150", "train.val_every=50", "train.warmup_steps=20",
+              "data.crop_len=2048", "train.threads=1"]
 KMER_BASELINE_MCC = {"dev": 0.607, "test": 0.552}  # 5-mer counts + logistic regression (project issue)
 # classify_dna.yaml made small enough to train for a few minutes on one CPU thread
 CLASSIFY_DEMO = ["model.d_model=64", "model.n_layer=3", "train.max_epochs=3", "train.val_every=50",
@@ -51,13 +58,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dna", default=str(DEMO_DNA), help="folder with train.csv, dev.csv, test.csv")
     ap.add_argument("--classify-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override of the classifier's config, after the demo's own")
-    ap.add_argument("--skip-lm", action="store_true", help="only the DNA classifier")
+    ap.add_argument("--audio", default=str(DEMO_AUDIO), help="FSDD-named WAV folder")
+    ap.add_argument("--audio-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override of the audio model's config, after the demo's own")
+    ap.add_argument("--skip-lm", action="store_true", help="skip the byte LM")
+    ap.add_argument("--skip-dna", action="store_true", help="skip the DNA classifier")
+    ap.add_argument("--skip-audio", action="store_true", help="skip the audio model")
     args = ap.parse_args(argv)
 
     out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.skip_lm:
         demo_lm(args, out)
-    demo_classify(args, out)
+    if not args.skip_dna:
+        demo_classify(args, out)
+    if not args.skip_audio:
+        demo_audio(args, out)
     return 0
 
 
@@ -111,6 +126,30 @@ def demo_classify(args, out: str) -> None:
             r = m[split][mode]
             print(f"  {split:<6} {mode:<14} {r['mcc']:7.4f} {r['accuracy']:9.4f}   {KMER_BASELINE_MCC[split]:.3f}")
     print(f"\nrun folder: {cls_out} (metrics.json, curves.png, model/)")
+
+
+def demo_audio(args, out: str) -> None:
+    from seqssm.domains.audio import AudioFolder, unigram_bits
+    from seqssm.pipelines.audio import load_job, train_audio
+    from seqssm.pipelines.audio_io import make_quantizer, split_files
+    from seqssm.pipelines.cli import main as cli
+
+    audio_out = Path(out) / "audio"
+    job = load_job("audio_fsdd", AUDIO_DEMO + list(args.audio_set), data=args.audio, out=str(audio_out))
+    print(f"\nseqssm demo: training an audio model on {args.audio} (FSDD subset) -> {audio_out}", flush=True)
+    m = train_audio(job)
+    files, q = split_files(job.data, job.train.seed), make_quantizer(job.data)
+    clips = {k: [AudioFolder(files[k], job.data.sample_rate, q)[i] for i in range(len(files[k]))]
+             for k in ("train", "test")}
+    print()
+    print(f"  steps                 {m['steps']} in {m['seconds']:.1f} s; {m['parameters']:,} parameters")
+    print(f"  convention            {m['convention']}")
+    print(f"  test bits per sample  {m['test_bits_per_sample']:.4f} over {m['test_samples']} samples")
+    print(f"  uniform               {math.log2(q.vocab_size):.4f}")
+    print(f"  unigram (train counts) {unigram_bits(clips['train'], clips['test'], q.vocab_size):.4f}")
+    gen = audio_out / "generated"
+    cli(["audio", "generate", "--model", str(audio_out), "--out", str(gen), "--seconds", "1", "--threads", "1"])
+    print(f"\nrun folder: {audio_out} (metrics.json, curves.png, test.tsv, generated/sample_00.wav and .png)")
 
 
 if __name__ == "__main__":

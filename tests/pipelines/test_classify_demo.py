@@ -21,7 +21,7 @@ def test_demo_classify_reports_against_the_baseline(tmp_path, capsys):
         write_csv(tmp_path / f"{split}.csv", make_rows(24, seed=seed))
     out = tmp_path / "out"
     overrides = [arg for kv in TINY_CLS for arg in ("--classify-set", kv)]
-    assert demo.main(["--skip-lm", "--dna", str(tmp_path), "--out", str(out), *overrides]) == 0
+    assert demo.main(["--skip-lm", "--skip-audio", "--dna", str(tmp_path), "--out", str(out), *overrides]) == 0
     printed = capsys.readouterr().out
     m = json.loads((out / "classify" / "metrics.json").read_text())
     assert m["steps"] == 12
