@@ -50,6 +50,7 @@ def _task_class():
             self.model, self.train_cfg = model, train_cfg
             self.history: dict[str, list] = {"train": [], "val": []}
             self.val_seconds, self._t0, self._sum, self._count = 0.0, 0.0, 0.0, 0.0
+            self.train_start = None
 
         def on_train_epoch_start(self):
             self.trainer.train_dataloader.dataset.set_epoch(self.current_epoch)  # new crops every epoch
@@ -76,10 +77,23 @@ def _task_class():
             self.log("val_bits", val / LN2, prog_bar=True)
             self.val_seconds += time.perf_counter() - self._t0
 
+        def on_train_start(self):
+            self.train_start = time.perf_counter()
+
+        def _progress_steps(self, step: int) -> float:
+            """The step the cosine schedule is at: the real one, or further on when the time budget runs ahead."""
+            t = self.train_cfg
+            if not t.max_minutes or self.train_start is None:
+                return step
+            spent = (time.perf_counter() - self.train_start) / (60 * t.max_minutes)
+            return max(step, t.warmup_steps + spent * (t.max_steps - t.warmup_steps))
+
         def configure_optimizers(self):
             t = self.train_cfg
             opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.max_steps, t.min_lr_ratio))
+            by_step = lr_lambda(t.warmup_steps, t.max_steps, t.min_lr_ratio)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: by_step(
+                s if s < t.warmup_steps else self._progress_steps(s)))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     return AudioTask
@@ -122,6 +136,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             logger=CSVLogger(save_dir=str(stage), name="", version="logs"), enable_checkpointing=False,
             enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
             deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
+            max_time={"seconds": 60 * t.max_minutes} if t.max_minutes else None,
         )
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -141,6 +156,8 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             "quantizer": quantizer.config(),
             "parameters": sum(p.numel() for p in model.parameters()),
             "steps": steps,
+            "max_steps": t.max_steps,
+            "max_minutes": t.max_minutes,
             "seconds": round(seconds, 3),
             "train_seconds": round(seconds - task.val_seconds, 3),
             "files": {k: len(v) for k, v in files.items()},

@@ -3,6 +3,7 @@ parallel likelihood check, and bad input through the real command line (one line
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def test_train_writes_a_complete_run_folder(run):
     assert rows[0] == "file\tsamples\tbits_per_sample" and rows[-1].startswith("ALL\t")
     assert len(rows) == 1 + 20 + 1
     assert sum(int(r.split("\t")[1]) for r in rows[1:-1]) == m["test_samples"]
+
+
+def test_time_budget_stops_the_run_and_decays_the_schedule(folder, tmp_path):
+    out = tmp_path / "budget"
+    sets = [x for kv in TINY + ["train.max_steps=100000", "train.max_minutes=0.05", "train.val_every=100000"]
+            for x in ("--set", kv)]
+    assert main(["audio", "train", "--data", str(folder), "--out", str(out), *sets]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert 1 <= m["steps"] < 100000 and m["seconds"] < 60
+    with open(out / "logs" / "metrics.csv") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f) if row.get("lr")]
+    # by steps alone the cosine would barely have moved; by time it is well on its way down
+    assert lrs[-1] < 0.9 * max(lrs)
 
 
 def test_eval_one_file_matches_the_run_table(run, folder, tmp_path, capsys):
