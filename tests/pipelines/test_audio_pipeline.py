@@ -110,6 +110,19 @@ def test_generate_writes_clips_pictures_and_speed(run, tmp_path, capsys):
         assert (out / f"sample_{i:02d}.png").stat().st_size > 1000
 
 
+def test_generate_same_seed_same_audio_and_prompt_continuation(run, folder, tmp_path):
+    def gen(name, *extra):
+        out = tmp_path / name
+        assert main(["audio", "generate", "--model", str(run), "--out", str(out), "--seconds", "0.01",
+                     "--seed", "7", "--top-p", "0.9", *extra]) == 0
+        return sf.read(str(out / "sample_00.wav"))[0]
+
+    a, b = gen("a"), gen("b")
+    assert np.array_equal(a, b)
+    prompted = gen("p", "--prompt", str(next(folder.glob("*.wav"))))
+    assert prompted.shape == (80,) and not np.array_equal(prompted, a)  # the prompt changes the continuation
+
+
 @pytest.mark.parametrize("pools", [[], [4, 4]], ids=["flat", "multiscale"])
 def test_recurrent_loglik_equals_parallel(pools):
     """The likelihood the sampler accumulates step by step equals a parallel pass over the same clip (float32)."""
