@@ -141,3 +141,33 @@ def test_dev_rows_seen_in_train_are_also_scored_apart(tmp_path):
     assert m["dev_duplicates_of_train"] == 6
     assert m["dev"]["rc_conjoin"]["n"] == 16 and m["dev_unique"]["rc_conjoin"]["n"] == 10
     assert "test" not in m
+
+
+def test_predict_reads_at_most_one_batch_ahead(run, tmp_path, monkeypatch):
+    """Bounded memory for any input size: predict never holds more than one batch of records. The reader is
+    counted, and every model call checks how far reading has run ahead of the rows already written."""
+    from seqssm.pipelines import classify_io
+
+    n, batch = 2000, 16
+    fa = write_fasta(tmp_path / "many.fa", make_rows(n, seed=9), labels=False)
+    read, written, ahead = [0], [0], []
+    real_iter, real_logits = classify_io.iter_records, classify_io.batch_logits
+
+    def counting_iter(data):
+        for rec in real_iter(data):
+            read[0] += 1
+            yield rec
+
+    def watching_logits(model, tokenizer, ids, mask, conjoin):
+        ahead.append(read[0] - written[0])
+        written[0] += ids.shape[0]
+        return real_logits(model, tokenizer, ids, mask, conjoin)
+
+    monkeypatch.setattr(classify_io, "iter_records", counting_iter)
+    monkeypatch.setattr(classify_io, "batch_logits", watching_logits)
+    out = tmp_path / "many.tsv"
+    assert main(["classify", "predict", "--model", str(run), "--data", fa, "--out", str(out),
+                 "--batch-size", str(batch)]) == 0
+    assert read[0] == n and written[0] == n
+    assert max(ahead) <= batch + 1  # the batch in hand, plus at most the record that told the batch was full
+    assert len(out.read_text().splitlines()) == n + 1
