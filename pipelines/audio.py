@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,8 @@ from torch.utils.data import DataLoader
 
 from seqssm.pipelines.audio_io import LN2, QUANTIZER_FILE
 from seqssm.pipelines.config import AudioJobConfig, UsageError, validate_tree
+from seqssm.pipelines import jobcli
+from seqssm.pipelines.jobcli import add_train_parser, fit_and_validate, print_resolved
 from seqssm.pipelines.runio import atomic_write_json, check_out_dir, publish, staging_dir
 
 ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png", "test.tsv", "heldout.tsv", "logs")
@@ -138,14 +138,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
             max_time={"seconds": 60 * t.max_minutes} if t.max_minutes else None,
         )
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-            trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
-            if not task.history["val"] or task.history["val"][-1][0] != trainer.global_step:
-                trainer.validate(task, dataloaders=val_dl, verbose=False)
-        seconds = time.perf_counter() - t0
+        seconds = fit_and_validate(trainer, task, train_dl, val_dl)
 
         model = model.cpu().eval()
         test = score_files(model, files["test"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar)
@@ -183,25 +176,13 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
 
 
 def load_job(config: str | None, overrides=(), data=None, out=None) -> AudioJobConfig:
-    import seqssm
-    from seqssm.pipelines.lm import resolve_config_path
-
-    job = seqssm.load_config(AudioJobConfig, str(resolve_config_path(config or DEFAULT_CONFIG)), list(overrides))
-    if data is not None:
-        job.data.folder = data
-    if out is not None:
-        job.out_dir = out
-    return job
+    return jobcli.load_job(AudioJobConfig, config, DEFAULT_CONFIG, overrides, {"data.folder": data, "out_dir": out})
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     job = load_job(args.config, args.set, args.data, args.out)
     if args.print_config:
-        validate_tree(job)
-        from omegaconf import OmegaConf
-
-        sys.stdout.write(OmegaConf.to_yaml(OmegaConf.structured(job)))
-        return 0
+        return print_resolved(job)
     m = train_audio(job, overwrite=args.overwrite)
     line = (f"seqssm audio train: {m['steps']} steps in {m['seconds']:.0f} s; val {m['val_bits_per_sample']:.4f}, "
             f"test {m['test_bits_per_sample']:.4f} bits per sample ({m['test_samples']} samples)")
@@ -290,14 +271,10 @@ def register(subparsers) -> None:
     sub = au.add_subparsers(dest="audio_command", metavar="ACTION")
     sub.required = True
 
-    tr = sub.add_parser("train", help="train a next-sample model on a folder of audio; writes a run folder")
-    tr.add_argument("--config", help=f"job YAML, or a shipped config name (default: {DEFAULT_CONFIG})")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.max_steps=50")
-    tr.add_argument("--data", help="folder of audio files (FSDD layout for data.split=fsdd); sets data.folder")
-    tr.add_argument("--out", help="run folder; sets out_dir")
-    tr.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty run folder")
-    tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    tr.set_defaults(func=_cmd_train)
+    add_train_parser(sub, "train a next-sample model on a folder of audio; writes a run folder", DEFAULT_CONFIG,
+                     "train.max_steps=50",
+                     [("--data", "folder of audio files (FSDD layout for data.split=fsdd); sets data.folder")],
+                     _cmd_train)
 
     ev = sub.add_parser("eval", help="bits per sample of a trained run on an audio file or folder")
     ev.add_argument("--model", required=True, help="run folder of 'seqssm audio train'")

@@ -22,15 +22,14 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from seqssm.pipelines.config import ClassifyJobConfig, UsageError, validate_tree
+from seqssm.pipelines.jobcli import add_train_parser, fit_and_validate, print_resolved
 from seqssm.pipelines.runio import atomic_write_json, check_out_dir, publish, staging_dir
 
 ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png", "logs")
@@ -180,14 +179,7 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
             enable_checkpointing=False, enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
             deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
         )
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-            trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
-            if not task.history["val"] or task.history["val"][-1][0] != trainer.global_step:
-                trainer.validate(task, dataloaders=val_dl, verbose=False)
-        seconds = time.perf_counter() - t0
+        seconds = fit_and_validate(trainer, task, train_dl, val_dl)
         model.load_state_dict(task.best_state)  # the selected model, not the last one
         model.cpu().eval()
 
@@ -230,16 +222,10 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
 
 
 def load_job(config: str | None, overrides=(), train=None, val=None, test=None, out=None) -> ClassifyJobConfig:
-    import seqssm
-    from seqssm.pipelines.lm import resolve_config_path
+    from seqssm.pipelines.jobcli import load_job as load
 
-    job = seqssm.load_config(ClassifyJobConfig, str(resolve_config_path(config or DEFAULT_CONFIG)), list(overrides))
-    for key, value in (("train", train), ("val", val), ("test", test)):
-        if value is not None:
-            setattr(job.data, key, value)
-    if out is not None:
-        job.out_dir = out
-    return job
+    inputs = {"data.train": train, "data.val": val, "data.test": test, "out_dir": out}
+    return load(ClassifyJobConfig, config, DEFAULT_CONFIG, overrides, inputs)
 
 
 def _line(name: str, m: dict) -> str:
@@ -249,11 +235,7 @@ def _line(name: str, m: dict) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     job = load_job(args.config, args.set, args.train, args.val, args.test, args.out)
     if args.print_config:
-        validate_tree(job)
-        from omegaconf import OmegaConf
-
-        sys.stdout.write(OmegaConf.to_yaml(OmegaConf.structured(job)))
-        return 0
+        return print_resolved(job)
     m = train_classifier(job, overwrite=args.overwrite)
     print(f"seqssm classify train: {m['steps']} steps ({m['epochs']} epochs) in {m['seconds']:.1f} s; "
           f"best {m['monitor']} {m['best_value']:.4f} at step {m['best_step']}; run folder {job.out_dir}")
@@ -303,16 +285,11 @@ def register(subparsers) -> None:
     sub = cl.add_subparsers(dest="classify_command", metavar="ACTION")
     sub.required = True
 
-    tr = sub.add_parser("train", help="train a classifier on labelled CSV/FASTA; writes a run folder")
-    tr.add_argument("--config", help=f"job YAML, or a shipped config name (default: {DEFAULT_CONFIG})")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.n_layer=6")
-    tr.add_argument("--train", help="training CSV (sequence,label) or FASTA (>id label=X); sets data.train")
-    tr.add_argument("--val", help="dev split, for model selection; sets data.val")
-    tr.add_argument("--test", help="test split, scored once at the end; sets data.test")
-    tr.add_argument("--out", help="run folder; sets out_dir")
-    tr.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty run folder")
-    tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    tr.set_defaults(func=_cmd_train)
+    add_train_parser(sub, "train a classifier on labelled CSV/FASTA; writes a run folder", DEFAULT_CONFIG,
+                     "model.n_layer=6", [
+                         ("--train", "training CSV (sequence,label) or FASTA (>id label=X); sets data.train"),
+                         ("--val", "dev split, for model selection; sets data.val"),
+                         ("--test", "test split, scored once at the end; sets data.test")], _cmd_train)
 
     def common(p, data_help):
         p.add_argument("--model", required=True, help="run folder of 'seqssm classify train'")

@@ -108,6 +108,13 @@ class LMJobConfig:
         _require(self.model.vocab_size >= 256, p + "model.vocab_size", self.model.vocab_size, "a byte model needs >= 256")
 
 
+def _check_batching(cfg, p: str) -> None:
+    """batch_size, eval_batch_size and num_workers of a data config."""
+    _require(cfg.batch_size >= 1, p + "batch_size", cfg.batch_size, "must be >= 1")
+    _require(cfg.eval_batch_size >= 1, p + "eval_batch_size", cfg.eval_batch_size, "must be >= 1")
+    _require(cfg.num_workers >= 0, p + "num_workers", cfg.num_workers, "must be >= 0")
+
+
 TRUNCATIONS = ("error", "right", "left")
 MONITORS = ("val_mcc", "val_acc", "val_f1", "val_auroc", "val_loss")
 
@@ -132,9 +139,7 @@ class ClassifyDataConfig:
         _require(self.truncation in TRUNCATIONS, p + "truncation", self.truncation,
                  f"must be one of {', '.join(TRUNCATIONS)}")
         _require(0 <= self.rc_augment <= 1, p + "rc_augment", self.rc_augment, "must be in [0, 1]")
-        _require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
-        _require(self.eval_batch_size >= 1, p + "eval_batch_size", self.eval_batch_size, "must be >= 1")
-        _require(self.num_workers >= 0, p + "num_workers", self.num_workers, "must be >= 0")
+        _check_batching(self, p)
 
 
 @dataclass
@@ -223,9 +228,7 @@ class AudioDataConfig:
         _require(self.scaling in ("minmax", "none"), p + "scaling", self.scaling, "must be minmax or none")
         _require(self.bins in ("sashimi", "round"), p + "bins", self.bins, "must be sashimi or round")
         _require(self.crop_len >= 2, p + "crop_len", self.crop_len, "must be >= 2")
-        _require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
-        _require(self.eval_batch_size >= 1, p + "eval_batch_size", self.eval_batch_size, "must be >= 1")
-        _require(self.num_workers >= 0, p + "num_workers", self.num_workers, "must be >= 0")
+        _check_batching(self, p)
 
 
 @dataclass

@@ -25,7 +25,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqssm import GenerateConfig
 from seqssm.pipelines.config import LMJobConfig, UsageError, validate_generate, validate_lm_job
+from seqssm.pipelines.jobcli import add_train_parser, fit_and_validate, print_resolved
 from seqssm.pipelines.runio import atomic_write_json, check_out_dir, publish, staging_dir
 
 LN2 = math.log(2.0)
@@ -288,14 +288,7 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
             deterministic="warn" if t.deterministic else False,
             default_root_dir=str(stage),
         )
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-            trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
-            if not task.history["val"] or task.history["val"][-1][0] != trainer.global_step:
-                trainer.validate(task, dataloaders=val_dl, verbose=False)
-        seconds = time.perf_counter() - t0
+        seconds = fit_and_validate(trainer, task, train_dl, val_dl)
 
         steps = int(trainer.global_step)
         train_losses = [loss for _, loss in task.history["train"]]
@@ -382,24 +375,15 @@ def resolve_config_path(arg: str | None) -> Path:
 
 
 def load_job(config: str | None, overrides=(), data: str | None = None, out: str | None = None) -> LMJobConfig:
-    import seqssm
+    from seqssm.pipelines.jobcli import load_job as load
 
-    job = seqssm.load_config(LMJobConfig, str(resolve_config_path(config)), list(overrides or ()))
-    if data is not None:
-        job.data.path = data
-    if out is not None:
-        job.out_dir = out
-    return job
+    return load(LMJobConfig, config, DEFAULT_CONFIG, overrides, {"data.path": data, "out_dir": out})
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     job = load_job(args.config, args.set, args.data, args.out)
     if args.print_config:
-        validate_lm_job(job)
-        from omegaconf import OmegaConf
-
-        sys.stdout.write(OmegaConf.to_yaml(OmegaConf.structured(job)))
-        return 0
+        return print_resolved(job)
     m = train_lm(job, overwrite=args.overwrite)
     print(
         f"seqssm lm train: {m['steps']} steps in {m['seconds']:.1f} s ({m['tokens_per_second']:.0f} tokens/s); "
@@ -438,14 +422,8 @@ def register(subparsers) -> None:
     sub = lm.add_subparsers(dest="lm_command", metavar="ACTION")
     sub.required = True
 
-    tr = sub.add_parser("train", help="train a byte LM on a file; writes a run folder")
-    tr.add_argument("--config", help=f"job YAML, or a shipped config name (default: {DEFAULT_CONFIG})")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.d_model=64")
-    tr.add_argument("--data", help="the file to model (any bytes); sets data.path")
-    tr.add_argument("--out", help="run folder; sets out_dir")
-    tr.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty run folder")
-    tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    tr.set_defaults(func=_cmd_train)
+    add_train_parser(sub, "train a byte LM on a file; writes a run folder", DEFAULT_CONFIG, "model.d_model=64",
+                     [("--data", "the file to model (any bytes); sets data.path")], _cmd_train)
 
     d = GenerateConfig()
     sa = sub.add_parser("sample", help="continue a prompt with a trained byte LM")
