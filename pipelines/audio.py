@@ -40,7 +40,7 @@ def _task_class():
     import lightning as L
 
     from seqssm.pipelines.audio_io import nll_sum
-    from seqssm.pipelines.lm import lr_lambda
+    from seqssm.pipelines.jobcli import TimeBudget, lr_schedule
 
     class AudioTask(L.LightningModule):
         """Next-sample cross-entropy over the real (unpadded) samples; keeps the loss history."""
@@ -50,7 +50,7 @@ def _task_class():
             self.model, self.train_cfg = model, train_cfg
             self.history: dict[str, list] = {"train": [], "val": []}
             self.val_seconds, self._t0, self._sum, self._count = 0.0, 0.0, 0.0, 0.0
-            self.train_start = None
+            self.budget = TimeBudget(train_cfg.max_minutes)
 
         def on_train_epoch_start(self):
             self.trainer.train_dataloader.dataset.set_epoch(self.current_epoch)  # new crops every epoch
@@ -77,23 +77,10 @@ def _task_class():
             self.log("val_bits", val / LN2, prog_bar=True)
             self.val_seconds += time.perf_counter() - self._t0
 
-        def on_train_start(self):
-            self.train_start = time.perf_counter()
-
-        def _progress_steps(self, step: int) -> float:
-            """The step the cosine schedule is at: the real one, or further on when the time budget runs ahead."""
-            t = self.train_cfg
-            if not t.max_minutes or self.train_start is None:
-                return step
-            spent = (time.perf_counter() - self.train_start) / (60 * t.max_minutes)
-            return max(step, t.warmup_steps + spent * (t.max_steps - t.warmup_steps))
-
         def configure_optimizers(self):
             t = self.train_cfg
             opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            by_step = lr_lambda(t.warmup_steps, t.max_steps, t.min_lr_ratio)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: by_step(
-                s if s < t.warmup_steps else self._progress_steps(s)))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, t.max_steps, self.budget))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     return AudioTask
@@ -136,7 +123,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             logger=CSVLogger(save_dir=str(stage), name="", version="logs"), enable_checkpointing=False,
             enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
             deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
-            max_time={"seconds": 60 * t.max_minutes} if t.max_minutes else None,
+            **task.budget.trainer_kwargs(),
         )
         seconds = fit_and_validate(trainer, task, train_dl, val_dl)
 

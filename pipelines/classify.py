@@ -41,7 +41,8 @@ def _task_class():
 
     from seqssm.domains.dna import RandomReverseComplement
     from seqssm.pipelines.classify_io import classification_metrics
-    from seqssm.pipelines.lm import lr_lambda, moe_aux_loss
+    from seqssm.pipelines.jobcli import TimeBudget, lr_schedule
+    from seqssm.pipelines.lm import moe_aux_loss
 
     class ClassifyTask(L.LightningModule):
         """Cross-entropy around a seqssm SequenceClassifier; keeps the best weights on the monitored metric."""
@@ -49,6 +50,7 @@ def _task_class():
         def __init__(self, model, job: ClassifyJobConfig, classes: list[str], total_steps: int):
             super().__init__()
             self.model, self.job, self.classes, self.total_steps = model, job, classes, total_steps
+            self.budget = TimeBudget(job.train.max_minutes)
             self.rc = RandomReverseComplement(job.data.rc_augment, seed=job.train.seed)
             self.history: dict[str, list] = {"train": [], "val": []}
             self.best_value, self.best_step, self.best_state, self.bad = None, 0, None, 0
@@ -94,7 +96,7 @@ def _task_class():
         def configure_optimizers(self):
             t = self.job.train
             opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, self.total_steps, t.min_lr_ratio))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, self.total_steps, self.budget))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     return ClassifyTask
@@ -178,6 +180,7 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
             log_every_n_steps=min(t.log_every, total), logger=CSVLogger(save_dir=str(stage), name="", version="logs"),
             enable_checkpointing=False, enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
             deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
+            **task.budget.trainer_kwargs(),
         )
         seconds = fit_and_validate(trainer, task, train_dl, val_dl)
         model.load_state_dict(task.best_state)  # the selected model, not the last one

@@ -70,6 +70,10 @@ class TrainConfig:
     deterministic: bool = True  # deterministic algorithms where torch has them (warn where it has not)
     progress_bar: bool = True
     threads: int = 0  # torch CPU threads (0: torch's default); 1 is far steadier on a CPU shared with other jobs
+    # wall-clock budget (0: none): training stops after max_minutes, and the cosine schedule follows the larger of
+    # step and clock progress, so the learning rate has decayed when the budget is spent. Timing makes such a run
+    # non-reproducible step for step; leave it 0 for exact reruns.
+    max_minutes: float = 0.0
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
@@ -90,6 +94,7 @@ class TrainConfig:
         )
         _require(self.devices >= 1, p + "devices", self.devices, "must be >= 1")
         _require(self.threads >= 0, p + "threads", self.threads, "must be >= 0 (0: torch's default)")
+        _require(self.max_minutes >= 0, p + "max_minutes", self.max_minutes, "must be >= 0 (0: no budget)")
 
 
 @dataclass
@@ -232,27 +237,13 @@ class AudioDataConfig:
 
 
 @dataclass
-class AudioTrainConfig(TrainConfig):
-    """TrainConfig plus a wall-clock budget for CPU runs."""
-
-    # 0: none. Otherwise training stops after max_minutes, and the schedule's progress is the larger of
-    # step / max_steps and elapsed / budget, so the learning rate has decayed by the time the budget is spent.
-    # Timing makes such a run non-reproducible step for step; leave it 0 for exact reruns.
-    max_minutes: float = 0.0
-
-    def validate(self, prefix: str = "") -> None:
-        super().validate(prefix)
-        _require(self.max_minutes >= 0, prefix + "max_minutes", self.max_minutes, "must be >= 0 (0: no budget)")
-
-
-@dataclass
 class AudioJobConfig:
     """`seqssm audio train`: next-sample prediction on quantised waveforms (SaShiMi / Mamba paper section 4.4).
     model.vocab_size must be the quantiser's 2^bits."""
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(vocab_size=256))
     data: AudioDataConfig = field(default_factory=AudioDataConfig)
-    train: AudioTrainConfig = field(default_factory=AudioTrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs/audio"
 
     def validate(self, prefix: str = "") -> None:

@@ -1,5 +1,6 @@
 """Pieces shared by the training jobs (`lm train`, `classify train`, `audio train`): the common arguments of a
-train action, loading the job config, `--print-config`, and fitting with a final validation."""
+train action, loading the job config, `--print-config`, the learning-rate schedule with an optional wall-clock
+budget, and fitting with a final validation."""
 
 from __future__ import annotations
 
@@ -63,3 +64,42 @@ def fit_and_validate(trainer, task, train_dl, val_dl) -> float:
         if not task.history["val"] or task.history["val"][-1][0] != trainer.global_step:
             trainer.validate(task, dataloaders=val_dl, verbose=False)
     return time.perf_counter() - t0
+
+
+class TimeBudget:
+    """train.max_minutes as a clock: 0 means no budget. The clock starts at its first reading, which is the
+    scheduler's construction in configure_optimizers, right before the first step."""
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+        self.start: float | None = None
+
+    def fraction(self) -> float:
+        """The share of the budget spent (0 without a budget)."""
+        if not self.seconds:
+            return 0.0
+        if self.start is None:
+            self.start = time.perf_counter()
+        return (time.perf_counter() - self.start) / self.seconds
+
+    def trainer_kwargs(self) -> dict:
+        """Lightning stops the fit at the budget (and runs the usual end-of-fit hooks)."""
+        return {"max_time": {"seconds": self.seconds}} if self.seconds else {}
+
+
+def lr_schedule(train_cfg, total_steps: int, budget: TimeBudget):
+    """The multiplier of the base lr at optimizer step s: linear warm-up, then cosine decay to min_lr_ratio at
+    total_steps. With a time budget, the cosine runs at the larger of the step's and the clock's progress, so the
+    learning rate has come down by the time the budget is spent, however fast the machine is."""
+    from seqssm.pipelines.lm import lr_lambda
+
+    t = train_cfg
+    by_step = lr_lambda(t.warmup_steps, total_steps, t.min_lr_ratio)
+
+    def f(step: int) -> float:
+        spent = budget.fraction()
+        if step < t.warmup_steps or not budget.seconds:
+            return by_step(step)
+        return by_step(max(step, t.warmup_steps + spent * (total_steps - t.warmup_steps)))
+
+    return f

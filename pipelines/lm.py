@@ -142,6 +142,8 @@ def lr_lambda(warmup_steps: int, max_steps: int, min_ratio: float):
 def _lightning_module_class():
     import lightning as L
 
+    from seqssm.pipelines.jobcli import TimeBudget, lr_schedule
+
     class ByteLMTask(L.LightningModule):
         """Next-byte prediction around a seqssm model; keeps the loss history for metrics and curves."""
 
@@ -149,6 +151,7 @@ def _lightning_module_class():
             super().__init__()
             self.model = model
             self.train_cfg = train_cfg
+            self.budget = TimeBudget(train_cfg.max_minutes)
             self.history: dict[str, list] = {"train": [], "val": []}
             self._val_sum = 0.0
             self._val_count = 0
@@ -189,7 +192,7 @@ def _lightning_module_class():
         def configure_optimizers(self):
             t = self.train_cfg
             opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.max_steps, t.min_lr_ratio))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, t.max_steps, self.budget))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     return ByteLMTask
@@ -287,6 +290,7 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
             enable_model_summary=t.progress_bar,
             deterministic="warn" if t.deterministic else False,
             default_root_dir=str(stage),
+            **task.budget.trainer_kwargs(),
         )
         seconds = fit_and_validate(trainer, task, train_dl, val_dl)
 
