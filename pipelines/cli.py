@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "seqssm.pipelines.bench",
     "classify": "seqssm.pipelines.classify",
     "audio": "seqssm.pipelines.audio",
+    "baseline": "seqssm.pipelines.baseline",
 }
 
 EXIT_USAGE = 2
