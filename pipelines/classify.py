@@ -147,6 +147,9 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
     from seqssm.domains.dna import LabelledSequences, NucleotideTokenizer, dedup_against
     from seqssm.pipelines.classify_io import ClassifyCollate, load_labelled
 
+    if job.model.rc_equivariant:  # Caduceus-PS needs the tokenizer's complement map; it is saved with the model
+        job = dataclasses.replace(job, model=dataclasses.replace(
+            job.model, rc_complement=NucleotideTokenizer().complement_ids.tolist()))
     validate_tree(job)
     d, t = job.data, job.train
     if not d.train or not d.val:

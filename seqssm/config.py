@@ -82,6 +82,11 @@ class ModelConfig:
     pool_expand: int = 2  # width multiplier at each pooling (stage s has width d_model · pool_expand^s)
     stage_layers: List[str] = field(default_factory=list)  # mixer per stage, outer first; [] = `layer` everywhere
     s4d_kernel: str = "fft"  # layer s4d, parallel pass: "fft" (convolution with the SSM kernel) or "scan"
+    # reverse-complement equivariance by parameter sharing (Caduceus-PS): two halves of d_model/2 channels share
+    # every weight, the second on the reverse-complement strand; rc_complement maps each token id to its
+    # complement (the DNA pipeline fills it from the tokenizer)
+    rc_equivariant: bool = False
+    rc_complement: List[int] = field(default_factory=list)
 
     @property
     def d_inner(self) -> int:
@@ -136,6 +141,8 @@ class ModelConfig:
         _check(self.capacity_factor > 0, p + "capacity_factor", f"must be > 0, got {self.capacity_factor}")
         _check(self.moe_aux_weight >= 0, p + "moe_aux_weight", f"must be >= 0, got {self.moe_aux_weight}")
         _check(self.s4d_kernel in ("fft", "scan"), p + "s4d_kernel", f"must be fft or scan, got {self.s4d_kernel!r}")
+        if self.rc_equivariant:
+            self._validate_rc(p)
         pools = list(self.pool_factors)
         _check(all(f >= 2 for f in pools), p + "pool_factors", f"each factor must be >= 2, got {pools}")
         _check(self.pool_expand >= 1, p + "pool_expand", f"must be >= 1, got {self.pool_expand}")
@@ -145,6 +152,21 @@ class ModelConfig:
         if pools:  # per-index options count blocks of one flat stack: they have no meaning across stages
             for key in ("attn_layer_idx", "moe_layer_idx"):
                 _check(not getattr(self, key), p + key, "is not supported with pool_factors (use stage_layers)")
+
+
+    def _validate_rc(self, p: str) -> None:
+        comp = list(self.rc_complement)
+        _check(self.d_model % 2 == 0, p + "d_model", f"must be even with rc_equivariant (two halves), got {self.d_model}")
+        _check(self.head == "classify", p + "head",
+               f"rc_equivariant reads both strands (bidirectional): needs head classify, got {self.head!r}")
+        _check(self.pooling in ("mean", "max"), p + "pooling",
+               f"rc_equivariant needs an order-free pooling (mean or max), got {self.pooling!r}")
+        # empty: a domain pipeline fills it from its tokenizer before building the model (the model refuses it empty)
+        _check(not comp or len(comp) == self.vocab_size and sorted(comp) == list(range(self.vocab_size))
+               and all(comp[c] == i for i, c in enumerate(comp)), p + "rc_complement",
+               f"must map each of the {self.vocab_size} token ids to its complement (an involution), got {comp}")
+        for key in ("pool_factors", "moe_layer_idx"):
+            _check(not getattr(self, key), p + key, "is not supported with rc_equivariant")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from seqssm.config import ConfigError, ModelConfig
 from seqssm.generation import GenerationMixin
 from seqssm.layers.moe import SwitchMoE
 from seqssm.layers.norm import RMSNorm, make_norm
+from seqssm.layers.rcps import RCNorm, RCPSEmbedding, RCPSMixer, invariant_features
 from seqssm.registry import HEADS, LAYERS
 from seqssm.state import ModelState
 
@@ -82,8 +83,12 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
         self.residual_in_fp32 = cfg.residual_in_fp32
-        self.norm = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
-        self.mixer = LAYERS.get(mixer_name(cfg, layer_idx))(cfg, layer_idx)
+        if cfg.rc_equivariant:  # Caduceus-PS: one norm and one mixer of width d/2 shared by both strands
+            self.norm = RCNorm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
+            self.mixer = RCPSMixer(cfg, layer_idx, mixer_name(cfg, layer_idx))
+        else:
+            self.norm = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
+            self.mixer = LAYERS.get(mixer_name(cfg, layer_idx))(cfg, layer_idx)
         # MoE-Mamba (Pióro et al. 2024, section 3): a second pre-norm residual sub-layer, a switch MoE FFN
         self.moe, self.moe_norm = None, None
         if layer_idx in cfg.moe_layer_idx:
@@ -126,9 +131,13 @@ class Backbone(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+        if cfg.rc_equivariant:
+            self.embedding = RCPSEmbedding(cfg.padded_vocab_size, cfg.d_model, cfg.rc_complement)
+            self.norm_f = RCNorm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
+        else:
+            self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+            self.norm_f = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        self.norm_f = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
         self.apply(partial(init_weights, n_layer=cfg.n_layer))
 
     def _check_state(self, state: ModelState) -> None:
@@ -289,13 +298,17 @@ class SequenceClassifier(SeqModel):
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         self.backbone = make_backbone(cfg)
-        self.classifier = nn.Linear(cfg.d_model, cfg.num_classes)
+        # rc_equivariant: the two strands' pooled halves are added, an RC-invariant feature of width d/2
+        self.classifier = nn.Linear(cfg.d_model // 2 if cfg.rc_equivariant else cfg.d_model, cfg.num_classes)
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, input_ids, attention_mask=None):
         """input_ids (b, l), attention_mask (b, l) or None -> logits (b, c) float32."""
         hidden = self.hidden_states(input_ids, attention_mask)
-        logits = self.classifier(pool(hidden, attention_mask, self.config.pooling))
+        features = pool(hidden, attention_mask, self.config.pooling)
+        if self.config.rc_equivariant:
+            features = invariant_features(features)
+        logits = self.classifier(features)
         return logits.to(_at_least_fp32(logits.dtype))
 
     def hidden_states(self, input_ids, attention_mask=None):

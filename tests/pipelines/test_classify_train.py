@@ -171,3 +171,18 @@ def test_predict_reads_at_most_one_batch_ahead(run, tmp_path, monkeypatch):
     assert read[0] == n and written[0] == n
     assert max(ahead) <= batch + 1  # the batch in hand, plus at most the record that told the batch was full
     assert len(out.read_text().splitlines()) == n + 1
+
+
+def test_rc_equivariant_classifier_scores_both_strands_alike(tmp_path):
+    """Caduceus-PS through the real job: the model is RC-invariant by construction, so conjoining the two
+    strands changes nothing, and the saved config carries the tokenizer's complement map."""
+    from seqssm.domains.dna.tokenizer import COMPLEMENT_IDS
+
+    run = _train(tmp_path, "rcps", extra=["model.rc_equivariant=true"])
+    m = json.loads((run / "metrics.json").read_text())
+    for split in ("dev", "test"):
+        on, off = m[split]["rc_conjoin"], m[split]["single_strand"]
+        assert on["confusion_matrix"] == off["confusion_matrix"]
+        assert on["auroc"] == pytest.approx(off["auroc"], abs=1e-6)
+    saved = yaml.safe_load((run / "model" / "config.yaml").read_text())
+    assert saved["rc_equivariant"] is True and saved["rc_complement"] == COMPLEMENT_IDS.tolist()
