@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "classify": "seqssm.pipelines.classify",
     "audio": "seqssm.pipelines.audio",
     "baseline": "seqssm.pipelines.baseline",
+    "pretrain": "seqssm.pipelines.pretrain",
 }
 
 EXIT_USAGE = 2

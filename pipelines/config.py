@@ -253,8 +253,115 @@ class AudioJobConfig:
                  f"must be 2^data.bits = {1 << self.data.bits}")
 
 
+PRETRAIN_SOURCES = ("fasta", "bytes")
+
+
+@dataclass
+class LengthStage:
+    """One stage of the sequence-length warm-up: `steps` optimizer steps on windows of `seq_len` tokens."""
+
+    seq_len: int = 1024
+    steps: int = 100
+
+
+@dataclass
+class PretrainDataConfig:
+    """Where pretraining windows come from. The last `holdout` of every record (fasta) or of the file (bytes) is
+    held out for evaluation; training windows are drawn from the rest, window i of step s from a generator seeded
+    by (train.seed, s), so the data position of a run is its step count (resume needs nothing else)."""
+
+    source: str = "fasta"  # fasta (pyfaidx random access, nucleotide tokens) or bytes (any file, 256 byte tokens)
+    path: str = ""  # `--data FILE`
+    holdout: float = 0.1
+    max_n_fraction: float = 0.1  # fasta: training windows with more N than this are drawn again
+    rc_augment: float = 0.5  # fasta: probability that a training window is read on the reverse strand
+    eval_context: int = 1024  # tokens just before the held-out part that warm up the state (not scored)
+    eval_segment: int = 65536  # the held-out part is streamed in segments of this length, state carried
+    eval_max_tokens: int = 0  # score at most this many held-out tokens during training (0: all); the end: all
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(self.source in PRETRAIN_SOURCES, p + "source", self.source,
+                 f"must be one of {', '.join(PRETRAIN_SOURCES)}")
+        _require(0 < self.holdout < 1, p + "holdout", self.holdout, "must be in (0, 1)")
+        _require(0 <= self.max_n_fraction <= 1, p + "max_n_fraction", self.max_n_fraction, "must be in [0, 1]")
+        _require(0 <= self.rc_augment <= 1, p + "rc_augment", self.rc_augment, "must be in [0, 1]")
+        _require(self.eval_context >= 0, p + "eval_context", self.eval_context, "must be >= 0")
+        _require(self.eval_segment >= 1, p + "eval_segment", self.eval_segment, "must be >= 1")
+        _require(self.eval_max_tokens >= 0, p + "eval_max_tokens", self.eval_max_tokens, "must be >= 0 (0: all)")
+
+
+@dataclass
+class PretrainScheduleConfig:
+    """HyenaDNA-style length warm-up at a constant number of tokens per batch, and truncated backpropagation
+    through time: a window longer than segment_len is trained in segments with the recurrent state carried
+    forward exactly (and the gradient cut at segment boundaries), so memory is bounded by one segment."""
+
+    stages: List[LengthStage] = field(default_factory=lambda: [LengthStage(1024, 100)])
+    tokens_per_batch: int = 8192  # batch size at a stage = tokens_per_batch // seq_len (at least 1)
+    segment_len: int = 0  # 0: each window in one piece
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(len(self.stages) >= 1, p + "stages", len(self.stages), "needs at least one stage")
+        for i, st in enumerate(self.stages):
+            _require(st.seq_len >= 2, f"{p}stages[{i}].seq_len", st.seq_len, "must be >= 2")
+            _require(st.steps >= 1, f"{p}stages[{i}].steps", st.steps, "must be >= 1")
+        _require(self.tokens_per_batch >= 2, p + "tokens_per_batch", self.tokens_per_batch, "must be >= 2")
+        _require(self.segment_len >= 0, p + "segment_len", self.segment_len, "must be >= 0 (0: no segments)")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(st.steps for st in self.stages)
+
+    def stage_at(self, step: int) -> LengthStage:
+        """The stage that optimizer step `step` (0-based) belongs to (the last one past the end)."""
+        for st in self.stages:
+            if step < st.steps:
+                return st
+            step -= st.steps
+        return self.stages[-1]
+
+    def batch_size(self, stage: LengthStage) -> int:
+        return max(1, self.tokens_per_batch // stage.seq_len)
+
+
+@dataclass
+class PretrainTrainConfig(TrainConfig):
+    """TrainConfig plus crash-safe checkpoints. The schedule's stages decide the number of steps (max_steps 0)."""
+
+    max_steps: int = 0
+    checkpoint_every: int = 100  # optimizer steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 2  # the newest ones kept; older ones are deleted once a newer one is safely written
+
+    def validate(self, prefix: str = "") -> None:
+        TrainConfig.validate(dataclasses.replace(self, max_steps=1), prefix)
+        _require(self.max_steps == 0, prefix + "max_steps", self.max_steps,
+                 "must be 0: the number of steps is the sum of schedule.stages[*].steps")
+        _require(self.checkpoint_every >= 1, prefix + "checkpoint_every", self.checkpoint_every, "must be >= 1")
+        _require(self.keep_checkpoints >= 1, prefix + "keep_checkpoints", self.keep_checkpoints, "must be >= 1")
+
+
+@dataclass
+class PretrainJobConfig:
+    """`seqssm pretrain`: a causal language model on long sequences (a genome, any file of bytes)."""
+
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(vocab_size=10))
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    schedule: PretrainScheduleConfig = field(default_factory=PretrainScheduleConfig)
+    train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+    out_dir: str = "runs/pretrain"
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        _require(self.model.head == "lm", p + "model.head", self.model.head, "causal pretraining needs 'lm'")
+        want = 10 if self.data.source == "fasta" else 256
+        _require(self.model.vocab_size == want, p + "model.vocab_size", self.model.vocab_size,
+                 f"must be {want} for data.source {self.data.source}")
+
+
 # job prefix of a shipped config file name -> the schema of the command that reads it
-SCHEMAS = {"lm": LMJobConfig, "classify": ClassifyJobConfig, "audio": AudioJobConfig}
+SCHEMAS = {"lm": LMJobConfig, "classify": ClassifyJobConfig, "audio": AudioJobConfig, "pretrain": PretrainJobConfig}
 
 
 def schema_for_file(name: str):

@@ -1,0 +1,143 @@
+"""`seqssm pretrain` on a tiny genome: the length schedule, truncated BPTT, the held-out score, and crash-safe
+resume (a run killed with SIGKILL and resumed ends with the same weights as one that never stopped)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seqssm.domains.dna.tokenizer import VOCAB
+from seqssm.pipelines import pretrain as pt
+from seqssm.pipelines.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["model.d_model=16", "model.n_layer=2", "model.d_state=4", "schedule.tokens_per_batch=512",
+        "train.progress_bar=false", "train.warmup_steps=2", "train.threads=1", "data.eval_segment=700",
+        "data.eval_context=64", "data.eval_max_tokens=500"]
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory) -> Path:
+    """Two records of real E. coli sequence (the bundled demo file), 70 bases per line."""
+    seq = (ROOT / "data" / "demo" / "ecoli_k12_mg1655_first300k.txt").read_text()
+    path = tmp_path_factory.mktemp("genome") / "small.fa"
+    with open(path, "w") as f:
+        for name, part in (("chrA", seq[:12000]), ("chrB", seq[100000:108000])):
+            f.write(f">{name}\n" + "\n".join(part[i:i + 70] for i in range(0, len(part), 70)) + "\n")
+    return path
+
+
+def _args(genome, out, steps, extra=()):
+    sets = TINY + [f"schedule.stages=[{{seq_len: 32, steps: {steps // 2}}}, {{seq_len: 128, steps: {steps - steps // 2}}}]",
+                   *extra]
+    return ["pretrain", "--data", str(genome), "--out", str(out), *[x for kv in sets for x in ("--set", kv)]]
+
+
+def test_n_id_matches_the_tokenizer():
+    assert pt.N_ID == VOCAB["N"]
+
+
+def test_run_folder_schedule_and_heldout_score(genome, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(genome, out, 8, ["train.val_every=4", "train.checkpoint_every=3", "train.log_every=1"])) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 8 and m["heldout_tokens"] == 1200 + 800  # the last 10% of both records
+    assert 1.0 < m["heldout_bits_per_token"] < 4.0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000006.ckpt", "step-00000008.ckpt"]
+    with open(out / "logs" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("seq_len")]
+    # the length warm-up at a constant token budget: 16 windows of 32, then 4 of 128
+    assert [(float(r["seq_len"]), float(r["batch_size"])) for r in rows] == [(32, 16)] * 4 + [(128, 4)] * 4
+    for name in ("model", "config.yaml", "history.json", "curves.png"):
+        assert (out / name).exists()
+
+
+def test_truncated_bptt_gives_the_same_first_loss(genome, tmp_path):
+    """Before any update the loss of a window fed in segments (state carried) equals the loss of one piece."""
+    losses = []
+    for seg in (0, 48):
+        out = tmp_path / f"seg{seg}"
+        assert main(_args(genome, out, 2, [f"schedule.segment_len={seg}", "train.val_every=100"])) == 0
+        losses.append(json.loads((out / "history.json").read_text())["train"][0][1])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_heldout_score_does_not_depend_on_the_segment_length(genome):
+    import seqssm
+
+    corpus = pt.Corpus("fasta", str(genome), 0.1)
+    model = seqssm.build_model(seqssm.ModelConfig(d_model=16, n_layer=2, d_state=4, vocab_size=10)).double()
+    a = pt.heldout_bits(model, corpus, context=64, segment=1000)
+    b = pt.heldout_bits(model, corpus, context=64, segment=37)
+    assert a["tokens"] == b["tokens"] == 2000
+    assert a["bits_per_token"] == pytest.approx(b["bits_per_token"], rel=1e-12)
+
+
+def _weights(out: Path) -> dict:
+    return load_file(str(out / "model" / "model.safetensors"))
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(genome, tmp_path):
+    steps, extra = 160, ["train.val_every=1000", "train.checkpoint_every=10"]
+    whole = tmp_path / "whole"
+    assert main(_args(genome, whole, steps, extra)) == 0
+
+    cut = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "seqssm.pipelines.cli", *_args(genome, cut, steps, extra)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((cut / "checkpoints").glob("step-*.ckpt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "metrics.json").exists(), "the run finished before it could be killed"
+    assert main(_args(genome, cut, steps, extra) + ["--resume"]) == 0
+    m = json.loads((cut / "metrics.json").read_text())
+    assert m["resumed_from"] and m["steps"] == steps
+    a, b = _weights(whole), _weights(cut)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(genome, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(genome, out, 6, ["train.val_every=100", "train.checkpoint_every=2", "train.keep_checkpoints=3"])) == 0
+    newest = out / "checkpoints" / "step-00000006.ckpt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # a torn write
+    with pytest.warns(UserWarning, match="step-00000006.ckpt: unreadable checkpoint"):
+        assert pt.latest_checkpoint(out / "checkpoints").name == "step-00000004.ckpt"
+
+
+def test_existing_checkpoints_need_resume(genome, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(genome, out, 2, ["train.val_every=100"])) == 0
+    assert main(_args(genome, out, 2, ["train.val_every=100"])) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kv, key", [("train.max_steps=5", "train.max_steps"), ("data.source=wav", "data.source"),
+                                     ("model.vocab_size=256", "model.vocab_size")],
+                         ids=["max-steps", "source", "vocab"])
+def test_bad_config(genome, tmp_path, capsys, kv, key):
+    assert main(_args(genome, tmp_path / "r", 2, [kv])) == 2
+    assert key in capsys.readouterr().err
+
+
+def test_no_such_fasta(tmp_path, capsys):
+    assert main(["pretrain", "--data", str(tmp_path / "none.fa"), "--out", str(tmp_path / "r")]) == 2
+    assert "none.fa" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
