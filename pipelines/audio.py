@@ -114,6 +114,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         val_clips = WholeClips(WithStart(AudioFolder(files["val"], d.sample_rate, quantizer), quantizer.zero_id))
         val_dl = DataLoader(val_clips, batch_size=d.eval_batch_size, collate_fn=pad_collate(quantizer.zero_id))
         model = seqssm.build_model(job.model)
+        jobcli.init_model(model, t.init_from)
         task = _task_class()(model, t)
         trainer = L.Trainer(
             accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
@@ -135,6 +136,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             "convention": convention(d, quantizer),
             "quantizer": quantizer.config(),
             "parameters": sum(p.numel() for p in model.parameters()),
+            "init_from": t.init_from or None,
             "steps": steps,
             "max_steps": t.max_steps,
             "max_minutes": t.max_minutes,

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqssm.pipelines.config import ClassifyJobConfig, UsageError, validate_tree
+from seqssm.pipelines import jobcli
 from seqssm.pipelines.jobcli import add_train_parser, fit_and_validate, print_resolved
 from seqssm.pipelines.runio import atomic_write_json, check_out_dir, publish, staging_dir
 
@@ -171,6 +172,7 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
     with staging_dir(out) as stage:
         L.seed_everything(t.seed, workers=True, verbose=False)
         model = seqssm.build_model(job.model)
+        jobcli.init_model(model, t.init_from)
         task = _task_class()(model, job, train.classes, total)
         train_dl = DataLoader(train, batch_size=d.batch_size, shuffle=True, collate_fn=collate,
                               generator=torch.Generator().manual_seed(t.seed), num_workers=d.num_workers)
@@ -195,6 +197,7 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
             "classes": train.classes,
             "n_train": len(train),
             "parameters": sum(p.numel() for p in model.parameters()),
+            "init_from": t.init_from or None,
             "steps": int(trainer.global_step),
             "epochs": round(trainer.global_step / steps_per_epoch, 3),
             "seconds": round(seconds, 3),

@@ -74,6 +74,8 @@ class TrainConfig:
     # step and clock progress, so the learning rate has decayed when the budget is spent. Timing makes such a run
     # non-reproducible step for step; leave it 0 for exact reruns.
     max_minutes: float = 0.0
+    # fine-tuning: a model or run folder (e.g. of `seqssm pretrain`) whose backbone weights start this run
+    init_from: str = ""
 
     def validate(self, prefix: str = "") -> None:
         p = prefix

@@ -103,3 +103,11 @@ def lr_schedule(train_cfg, total_steps: int, budget: TimeBudget):
         return by_step(max(step, t.warmup_steps + spent * (total_steps - t.warmup_steps)))
 
     return f
+
+
+def init_model(model, init_from: str) -> None:
+    """train.init_from: start the backbone from a saved model (fine-tuning); nothing when empty."""
+    if init_from:
+        from seqssm.checkpoint import load_backbone_weights
+
+        load_backbone_weights(model, init_from)

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqssm import GenerateConfig
 from seqssm.pipelines.config import LMJobConfig, UsageError, validate_generate, validate_lm_job
+from seqssm.pipelines import jobcli
 from seqssm.pipelines.jobcli import add_train_parser, fit_and_validate, print_resolved
 from seqssm.pipelines.runio import atomic_write_json, check_out_dir, publish, staging_dir
 
@@ -264,6 +265,7 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
     with staging_dir(out) as stage:
         L.seed_everything(t.seed, workers=True, verbose=False)
         model = seqssm.build_model(job.model)
+        jobcli.init_model(model, t.init_from)
         task = _lightning_module_class()(model, t)
         train_dl = DataLoader(
             TrainWindows(data, t.max_steps * d.batch_size, t.seed),
@@ -306,6 +308,7 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
             "train_bytes": data.split,
             "val_bytes_scored": len(val_dl.dataset) * d.seq_len,
             "parameters": sum(p.numel() for p in model.parameters()),
+            "init_from": t.init_from or None,
             "steps": steps,
             "seconds": round(seconds, 3),
             "train_seconds": round(train_seconds, 3),

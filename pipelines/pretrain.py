@@ -281,6 +281,7 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         torch.set_num_threads(t.threads)
     L.seed_everything(t.seed, workers=True, verbose=False)
     model = seqssm.build_model(job.model)
+    jobcli.init_model(model, t.init_from)
     task = _task_class()(model, job, corpus, ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer = L.Trainer(
@@ -301,7 +302,8 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     metrics = {
         "data": str(Path(job.data.path).resolve()), "source": job.data.source, "steps": int(trainer.global_step),
         "resumed_from": str(start) if start else None, "seconds_this_process": round(seconds, 1),
-        "parameters": sum(p.numel() for p in model.parameters()), "heldout_tokens": final["tokens"],
+        "parameters": sum(p.numel() for p in model.parameters()), "init_from": t.init_from or None,
+        "heldout_tokens": final["tokens"],
         "heldout_nats_per_token": final["nats_per_token"], "heldout_bits_per_token": final["bits_per_token"],
     }
     with staging_dir(out) as stage:

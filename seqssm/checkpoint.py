@@ -126,6 +126,26 @@ def _load(cls, directory, map_location="cpu"):
     return model.to(map_location) if map_location is not None else model
 
 
+def load_backbone_weights(model: torch.nn.Module, directory) -> int:
+    """Start `model` from the backbone of a saved model of any head (fine-tuning from pretraining): every
+    `backbone.*` tensor is copied; the head keeps its own initialisation. The two backbones must have the same
+    shapes (width, depth, mixers, vocabulary); a mismatch is a one-line CheckpointError naming the tensor.
+    `directory` is a model folder or a run folder holding model/. Returns the number of tensors copied."""
+    folder = Path(directory)
+    if (folder / "model" / WEIGHTS_NAME).is_file():
+        folder = folder / "model"
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found (init from a model folder or a run folder)")
+    tensors, aliases = _read_weights(path, "cpu")
+    for alias, name in aliases.items():
+        tensors.setdefault(alias, tensors.get(name))
+    source = {k[len("backbone."):]: t for k, t in tensors.items() if k.startswith("backbone.") and t is not None}
+    backbone = model.backbone
+    load_into(backbone, source, str(path))
+    return len(source)
+
+
 class PretrainedMixin:
     """save_pretrained / from_pretrained for a model with a `.config` (ModelConfig)."""
 
@@ -190,6 +210,7 @@ def load_mamba_ssm_state_dict(state_dict: dict[str, torch.Tensor], cfg: ModelCon
 
 
 __all__ = [
+    "load_backbone_weights",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "CheckpointError",

@@ -141,3 +141,32 @@ def test_no_such_fasta(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+
+
+def test_classifier_fine_tunes_from_a_pretrained_run(genome, tmp_path, capsys):
+    """train.init_from copies the pretrained backbone into the classifier; a different width is one line."""
+    import seqssm
+    from seqssm.checkpoint import load_backbone_weights
+    from classify_helpers import make_rows, write_csv
+
+    run = tmp_path / "pre"
+    assert main(_args(genome, run, 2, ["train.val_every=100"])) == 0
+    cfg = seqssm.ModelConfig(d_model=16, n_layer=2, d_state=4, vocab_size=10, head="classify")
+    clf = seqssm.build_model(cfg)
+    assert load_backbone_weights(clf, run) == len(clf.backbone.state_dict())
+    pre = _weights(run)
+    for k, v in clf.backbone.state_dict().items():
+        assert torch.equal(v, pre["backbone." + k]), k
+
+    tr, dv = write_csv(tmp_path / "train.csv", make_rows(32, seed=1)), write_csv(tmp_path / "dev.csv", make_rows(16, 2))
+    base = ["classify", "train", "--train", tr, "--val", dv, "--set", "model.d_model=16", "--set", "model.n_layer=2",
+            "--set", "model.d_state=4", "--set", "train.max_steps=2", "--set", "train.progress_bar=false",
+            "--set", f"train.init_from={run}"]
+    assert main(base + ["--out", str(tmp_path / "ft")]) == 0
+    assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["init_from"] == str(run)
+    wide = base + ["--out", str(tmp_path / "bad"), "--set", "model.d_model=32"]
+    capsys.readouterr()
+    assert main(wide) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("seqssm: error: ") and "model.safetensors" in err and "has shape" in err
+    assert not (tmp_path / "bad").exists()
