@@ -75,14 +75,15 @@ class Corpus:
         return np.asarray(self.bytes[start:end], dtype=np.int64)
 
     def train_windows(self, step: int, seed: int, batch: int, length: int, max_n_fraction: float,
-                      rc_augment: float) -> torch.Tensor:
-        """(b, l + 1) token ids for optimizer step `step`, the same for the same (seed, step)."""
+                      rc_augment: float, rank: int = 0) -> torch.Tensor:
+        """(b, l + 1) token ids for optimizer step `step` on process `rank`: the same for the same (seed, step,
+        rank), and different ranks draw different windows (each its own shard of the stream)."""
         usable = [(name, cut - length) for name, _, cut in self.records if cut > length]
         if not usable:
             raise UsageError(f"{self.path}: no record has more than {length} training tokens")
         names, spans = zip(*usable)
         weights = np.array(spans, dtype=np.float64) / sum(spans)
-        rng = np.random.default_rng([seed, step])
+        rng = np.random.default_rng([seed, step, rank])
         rows = []
         n_id = N_ID if self.source == "fasta" else None
         for _ in range(batch):
@@ -136,11 +137,15 @@ def heldout_bits(model, corpus: Corpus, context: int, segment: int, max_tokens: 
 
 
 def write_checkpoint(trainer, folder: Path, step: int, keep: int) -> Path:
-    """trainer.save_checkpoint to a temporary file, fsync, rename into place; then drop all but the newest."""
+    """trainer.save_checkpoint to a temporary file, fsync, rename into place; then drop all but the newest.
+    Every process calls it (saving is collective); process 0 writes, renames and cleans up."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}.ckpt"
-    tmp = folder / f".tmp-{os.getpid()}-{final.name}"
+    tmp = folder / f".tmp-{final.name}"
     trainer.save_checkpoint(str(tmp))
+    if trainer.global_rank != 0:
+        trainer.strategy.barrier()
+        return final
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -151,6 +156,7 @@ def write_checkpoint(trainer, folder: Path, step: int, keep: int) -> Path:
         os.close(dir_fd)
     for old in sorted(folder.glob("step-*.ckpt"))[:-keep]:
         old.unlink()
+    trainer.strategy.barrier()
     return final
 
 
@@ -192,7 +198,8 @@ def _task_class():
             stage = job.schedule.stage_at(step)
             b, l = job.schedule.batch_size(stage), stage.seq_len
             d = job.data
-            ids = self.corpus.train_windows(step, job.train.seed, b, l, d.max_n_fraction, d.rc_augment)
+            ids = self.corpus.train_windows(step, job.train.seed, b, l, d.max_n_fraction, d.rc_augment,
+                                            rank=self.global_rank)
             ids = ids.to(self.device)
             seg = job.schedule.segment_len or l
             opt, sched = self.optimizers(), self.lr_schedulers()
@@ -216,16 +223,18 @@ def _task_class():
             self.tokens_seen += b * l
             mean = total / (b * l)
             self.history["train"].append([step + 1, mean])
+            world = self.trainer.world_size  # every process trains on its own windows of the same shape
             self.log_dict({"train_loss": mean, "train_bits": mean / LN2, "seq_len": float(l), "batch_size": float(b),
-                           "tokens_per_step": float(b * l), "lr": opt.param_groups[0]["lr"]}, prog_bar=True)
+                           "tokens_per_step": float(b * l * world), "lr": opt.param_groups[0]["lr"]},
+                          prog_bar=True, sync_dist=world > 1)
 
         def on_train_batch_end(self, outputs, batch, batch_idx):
             step, job = self.global_step, self.job
-            if step % job.train.val_every == 0 or step == job.schedule.total_steps:
+            if (step % job.train.val_every == 0 or step == job.schedule.total_steps) and self.global_rank == 0:
                 d = job.data
                 res = heldout_bits(self.model, self.corpus, d.eval_context, d.eval_segment, d.eval_max_tokens)
                 self.history["val"].append([step, res["nats_per_token"]])
-                self.log("val_bits", res["bits_per_token"], prog_bar=True)
+                self.log("val_bits", res["bits_per_token"], prog_bar=True, rank_zero_only=True)
             if step % job.train.checkpoint_every == 0 or step == job.schedule.total_steps:
                 write_checkpoint(self.trainer, self.ckpt_dir, step, job.train.keep_checkpoints)
 
@@ -297,12 +306,15 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(task, train_dataloaders=loader, ckpt_path=str(start) if start else None)
     seconds = time.perf_counter() - t0
+    if trainer.global_rank != 0:  # under DDP the other processes stop here; process 0 scores and publishes
+        return {}
     model = model.cpu()
     final = heldout_bits(model, corpus, job.data.eval_context, job.data.eval_segment)
     metrics = {
         "data": str(Path(job.data.path).resolve()), "source": job.data.source, "steps": int(trainer.global_step),
         "resumed_from": str(start) if start else None, "seconds_this_process": round(seconds, 1),
         "parameters": sum(p.numel() for p in model.parameters()), "init_from": t.init_from or None,
+        "processes": trainer.world_size,
         "heldout_tokens": final["tokens"],
         "heldout_nats_per_token": final["nats_per_token"], "heldout_bits_per_token": final["bits_per_token"],
     }

@@ -170,3 +170,21 @@ def test_classifier_fine_tunes_from_a_pretrained_run(genome, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("seqssm: error: ") and "model.safetensors" in err and "has shape" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_two_process_ddp_on_cpu(genome, tmp_path):
+    """Lightning's DDP (gloo) with 2 CPU processes: each trains on its own windows; the logged tokens per step
+    count both; process 0 alone writes the checkpoints and the run folder."""
+    out = tmp_path / "ddp"
+    args = _args(genome, out, 4, ["train.val_every=100", "train.checkpoint_every=2", "train.devices=2",
+                                  "train.log_every=1"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "seqssm.pipelines.cli", *args], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["processes"] == 2 and m["steps"] == 4
+    with open(out / "logs" / "metrics.csv") as f:
+        tokens = [float(r["tokens_per_step"]) for r in csv.DictReader(f) if r.get("tokens_per_step")]
+    assert tokens[0] == 2 * 16 * 32
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002.ckpt", "step-00000004.ckpt"]
