@@ -291,6 +291,10 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     L.seed_everything(t.seed, workers=True, verbose=False)
     model = seqssm.build_model(job.model)
     jobcli.init_model(model, t.init_from)
+    if t.activation_checkpointing:
+        from seqssm.model import set_activation_checkpointing
+
+        set_activation_checkpointing(model)
     task = _task_class()(model, job, corpus, ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer = L.Trainer(

@@ -125,6 +125,24 @@ class Block(nn.Module):
         return out, residual
 
 
+def run_block(block: "Block", hidden, residual, state, return_state: bool, seq_idx=None):
+    """block(...), or the same through activation checkpointing when block.checkpointed is set and gradients are
+    being recorded: the block's activations are recomputed in backward instead of kept (memory for time)."""
+    if getattr(block, "checkpointed", False) and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(block, hidden, residual, state, return_state, seq_idx, use_reentrant=False)
+    return block(hidden, residual, state, return_state, seq_idx)
+
+
+def set_activation_checkpointing(model: nn.Module, on: bool = True) -> int:
+    """Turn activation checkpointing on (or off) for every Block of a model; returns the number of blocks."""
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for block in blocks:
+        block.checkpointed = on
+    return len(blocks)
+
+
 class Backbone(nn.Module):
     """Embedding -> n_layer Blocks -> final norm; hidden states (b, l, d) in the model dtype."""
 
@@ -162,7 +180,7 @@ class Backbone(nn.Module):
         residual, new_states = None, []
         for i, layer in enumerate(self.layers):
             layer_state = None if state is None else state.layers[i]
-            hidden, residual, s = layer(hidden, residual, layer_state, return_state, seq_idx)
+            hidden, residual, s = run_block(layer, hidden, residual, layer_state, return_state, seq_idx)
             new_states.append(s)
         out = self._final(hidden, residual)
         return out, (ModelState(new_states) if state is not None or return_state else None)
@@ -364,4 +382,6 @@ __all__ = [
     "make_backbone",
     "mixer_name",
     "pool",
+    "run_block",
+    "set_activation_checkpointing",
 ]

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from seqssm.config import ModelConfig
-from seqssm.model import Block, check_input_ids, init_weights
+from seqssm.model import Block, check_input_ids, init_weights, run_block
 from seqssm.layers.norm import make_norm
 from seqssm.state import ModelState
 
@@ -71,7 +71,7 @@ class Stack(nn.Module):
         """x (b, l, d_s), states: list of layer states or None -> (b, l, d_s), new states (list, or Nones)."""
         hidden, residual, new = x, None, []
         for i, block in enumerate(self.blocks):
-            hidden, residual, s = block(hidden, residual, None if states is None else states[i], want_state)
+            hidden, residual, s = run_block(block, hidden, residual, None if states is None else states[i], want_state)
             new.append(s)
         return hidden + residual, new
 

@@ -149,3 +149,23 @@ def test_layernorm_variant(make_cfg):
     assert isinstance(model.backbone.norm_f, torch.nn.LayerNorm)
     assert not any(isinstance(m, RMSNorm) for m in model.modules())
     assert torch.isfinite(model(torch.zeros(1, 5, dtype=torch.long))).all()
+
+
+@pytest.mark.parametrize("pools", [[], [2]], ids=["flat", "multiscale"])
+def test_activation_checkpointing_gives_the_same_gradients(make_cfg, pools):
+    from seqssm.model import set_activation_checkpointing
+
+    torch.manual_seed(0)
+    model = build_model(make_cfg(pool_factors=pools)).double()
+    ids = torch.randint(0, 13, (2, 12))
+
+    def grads():
+        model.zero_grad()
+        model(ids).logsumexp(-1).mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain = grads()
+    assert set_activation_checkpointing(model) == (3 if pools else 1) * model.config.n_layer
+    again = grads()
+    for name in plain:
+        torch.testing.assert_close(again[name], plain[name], atol=1e-12, rtol=0)

@@ -65,9 +65,10 @@ def test_run_folder_schedule_and_heldout_score(genome, tmp_path):
 def test_truncated_bptt_gives_the_same_first_loss(genome, tmp_path):
     """Before any update the loss of a window fed in segments (state carried) equals the loss of one piece."""
     losses = []
-    for seg in (0, 48):
+    for seg, ckpt in ((0, "false"), (48, "true")):  # ...also with activation checkpointing
         out = tmp_path / f"seg{seg}"
-        assert main(_args(genome, out, 2, [f"schedule.segment_len={seg}", "train.val_every=100"])) == 0
+        assert main(_args(genome, out, 2, [f"schedule.segment_len={seg}", "train.val_every=100",
+                                           f"train.activation_checkpointing={ckpt}"])) == 0
         losses.append(json.loads((out / "history.json").read_text())["train"][0][1])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
