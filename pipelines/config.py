@@ -345,19 +345,47 @@ class PretrainTrainConfig(TrainConfig):
         _require(self.keep_checkpoints >= 1, prefix + "keep_checkpoints", self.keep_checkpoints, "must be >= 1")
 
 
+OBJECTIVES = ("causal", "masked")
+
+
+@dataclass
+class PretrainObjectiveConfig:
+    """causal: next-token prediction. masked (BERT / Caduceus, for bidirectional models such as layer bimamba):
+    a `mask_fraction` of the positions is chosen; of those 80% become [MASK], 10% a random base, 10% stay; the
+    loss is on the chosen positions. FASTA only (the nucleotide vocabulary has a [MASK] token)."""
+
+    kind: str = "causal"
+    mask_fraction: float = 0.15
+
+    def validate(self, prefix: str = "") -> None:
+        _require(self.kind in OBJECTIVES, prefix + "kind", self.kind, f"must be one of {', '.join(OBJECTIVES)}")
+        _require(0 < self.mask_fraction < 1, prefix + "mask_fraction", self.mask_fraction, "must be in (0, 1)")
+
+
 @dataclass
 class PretrainJobConfig:
-    """`seqssm pretrain`: a causal language model on long sequences (a genome, any file of bytes)."""
+    """`seqssm pretrain`: a language model on long sequences (a genome, any file of bytes), causal or masked."""
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(vocab_size=10))
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     schedule: PretrainScheduleConfig = field(default_factory=PretrainScheduleConfig)
+    objective: PretrainObjectiveConfig = field(default_factory=PretrainObjectiveConfig)
     train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
     out_dir: str = "runs/pretrain"
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
-        _require(self.model.head == "lm", p + "model.head", self.model.head, "causal pretraining needs 'lm'")
+        _require(self.model.head == "lm", p + "model.head", self.model.head, "pretraining needs 'lm' (token logits)")
+        if self.objective.kind == "masked":
+            _require(self.data.source == "fasta", p + "data.source", self.data.source,
+                     "the masked objective needs fasta (a [MASK] token)")
+            _require(self.model.layer == "bimamba", p + "model.layer", self.model.layer,
+                     "the masked objective needs a bidirectional mixer (bimamba)")
+            _require(self.schedule.segment_len == 0, p + "schedule.segment_len", self.schedule.segment_len,
+                     "must be 0 for the masked objective (a bidirectional model has no carried state)")
+        else:
+            _require(self.model.layer != "bimamba", p + "model.layer", self.model.layer,
+                     "bimamba sees the future: use objective.kind masked, or a causal mixer")
         want = 10 if self.data.source == "fasta" else 256
         _require(self.model.vocab_size == want, p + "model.vocab_size", self.model.vocab_size,
                  f"must be {want} for data.source {self.data.source}")

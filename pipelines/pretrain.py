@@ -46,7 +46,19 @@ LN2 = math.log(2.0)
 DEFAULT_CONFIG = "pretrain_ecoli"
 CKPT_DIR = "checkpoints"
 ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png")
-N_ID = 9  # the NucleotideTokenizer's id of N (fixed ids; checked in the tests)
+N_ID, MASK_ID, BASE_IDS = 9, 4, (5, 6, 7, 8)  # the NucleotideTokenizer's fixed ids (checked in the tests)
+
+
+def mask_tokens(ids: torch.Tensor, fraction: float, generator: torch.Generator):
+    """BERT masking (Devlin et al. 2019, section 3.1; Caduceus's MLM): ids (b, l) -> (corrupted ids, chosen (b, l)
+    bool). Chosen positions become [MASK] (80%), a random base (10%) or stay (10%)."""
+    u = torch.rand(ids.shape, generator=generator)
+    chosen = u < fraction
+    v = torch.rand(ids.shape, generator=generator)
+    random_base = torch.tensor(BASE_IDS)[torch.randint(4, ids.shape, generator=generator)]
+    out = torch.where(chosen & (v < 0.8), torch.full_like(ids, MASK_ID), ids)
+    out = torch.where(chosen & (v >= 0.8) & (v < 0.9), random_base, out)
+    return out, chosen
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -100,7 +112,8 @@ class Corpus:
     def heldout(self, context: int):
         """(name, context ids, held-out ids) of every record."""
         for name, n, cut in self.records:
-            yield name, self.tokens(name, max(0, cut - context), cut), self.tokens(name, cut, n)
+            ctx = self.tokens(name, max(0, cut - context), cut) if context and cut else np.zeros(0, np.int64)
+            yield name, ctx, self.tokens(name, cut, n)
 
 
 @torch.no_grad()
@@ -131,6 +144,40 @@ def heldout_bits(model, corpus: Corpus, context: int, segment: int, max_tokens: 
     if count == 0:
         raise UsageError(f"{corpus.path}: the held-out part has no tokens to score")
     return {"nats_per_token": nll / count, "bits_per_token": nll / count / LN2, "tokens": count}
+
+
+@torch.no_grad()
+def heldout_masked_bits(model, corpus: Corpus, window: int, fraction: float, max_tokens: int = 0,
+                        seed: int = 0) -> dict:
+    """Bits per masked token on non-overlapping windows of the held-out parts, with a fixed masking seed."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    nll, count, seen = 0.0, 0, 0
+    for _, _, tail in corpus.heldout(0):
+        for s0 in range(0, len(tail) - window + 1, window):
+            if max_tokens and seen >= max_tokens:
+                break
+            ids = torch.from_numpy(tail[s0:s0 + window])[None]
+            corrupted, chosen = mask_tokens(ids, fraction, gen)
+            if chosen.any():
+                logits = model(corrupted)
+                nll += float(torch.nn.functional.cross_entropy(logits[chosen], ids[chosen], reduction="sum"))
+                count += int(chosen.sum())
+            seen += window
+    model.train()
+    if count == 0:
+        raise UsageError(f"{corpus.path}: the held-out part has no window of {window} tokens to score")
+    return {"nats_per_token": nll / count, "bits_per_token": nll / count / LN2, "tokens": count}
+
+
+def score_heldout(model, corpus: Corpus, job, final: bool = False) -> dict:
+    """The objective's held-out score: bits per token (causal) or per masked token (masked)."""
+    d = job.data
+    limit = 0 if final else d.eval_max_tokens
+    if job.objective.kind == "masked":
+        window = job.schedule.stages[-1].seq_len
+        return heldout_masked_bits(model, corpus, window, job.objective.mask_fraction, limit, job.train.seed)
+    return heldout_bits(model, corpus, d.eval_context, d.eval_segment, limit)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -204,6 +251,9 @@ def _task_class():
             seg = job.schedule.segment_len or l
             opt, sched = self.optimizers(), self.lr_schedulers()
             opt.zero_grad()
+            if job.objective.kind == "masked":
+                mean = self._masked_step(ids[:, :l], step)
+                return self._finish_step(opt, sched, step, b, l, mean)
             state, total = None, 0.0
             inputs, targets = ids[:, :-1], ids[:, 1:]  # (b, l) each
             for s0 in range(0, l, seg):
@@ -216,12 +266,27 @@ def _task_class():
                 loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
                 self.manual_backward(loss / (b * l))
                 total += float(loss.detach())
+            return self._finish_step(opt, sched, step, b, l, total / (b * l))
+
+        def _masked_step(self, ids, step: int) -> float:
+            gen = torch.Generator().manual_seed(int(np.random.default_rng([self.job.train.seed, step,
+                                                                           self.global_rank]).integers(2**62)))
+            corrupted, chosen = mask_tokens(ids.cpu(), self.job.objective.mask_fraction, gen)
+            if not chosen.any():  # a tiny batch can draw no position: score one rather than divide by zero
+                chosen[0, 0] = True
+            corrupted, chosen = corrupted.to(self.device), chosen.to(self.device)
+            logits = self.model(corrupted)
+            loss = torch.nn.functional.cross_entropy(logits[chosen], ids[chosen])
+            self.manual_backward(loss)
+            return float(loss.detach())
+
+        def _finish_step(self, opt, sched, step: int, b: int, l: int, mean: float) -> None:
+            job = self.job
             if job.train.grad_clip > 0:
                 self.clip_gradients(opt, gradient_clip_val=job.train.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
             sched.step()
             self.tokens_seen += b * l
-            mean = total / (b * l)
             self.history["train"].append([step + 1, mean])
             world = self.trainer.world_size  # every process trains on its own windows of the same shape
             self.log_dict({"train_loss": mean, "train_bits": mean / LN2, "seq_len": float(l), "batch_size": float(b),
@@ -231,8 +296,7 @@ def _task_class():
         def on_train_batch_end(self, outputs, batch, batch_idx):
             step, job = self.global_step, self.job
             if (step % job.train.val_every == 0 or step == job.schedule.total_steps) and self.global_rank == 0:
-                d = job.data
-                res = heldout_bits(self.model, self.corpus, d.eval_context, d.eval_segment, d.eval_max_tokens)
+                res = score_heldout(self.model, self.corpus, job)
                 self.history["val"].append([step, res["nats_per_token"]])
                 self.log("val_bits", res["bits_per_token"], prog_bar=True, rank_zero_only=True)
             if step % job.train.checkpoint_every == 0 or step == job.schedule.total_steps:
@@ -313,9 +377,10 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     if trainer.global_rank != 0:  # under DDP the other processes stop here; process 0 scores and publishes
         return {}
     model = model.cpu()
-    final = heldout_bits(model, corpus, job.data.eval_context, job.data.eval_segment)
+    final = score_heldout(model, corpus, job, final=True)
     metrics = {
-        "data": str(Path(job.data.path).resolve()), "source": job.data.source, "steps": int(trainer.global_step),
+        "data": str(Path(job.data.path).resolve()), "source": job.data.source, "objective": job.objective.kind,
+        "steps": int(trainer.global_step),
         "resumed_from": str(start) if start else None, "seconds_this_process": round(seconds, 1),
         "parameters": sum(p.numel() for p in model.parameters()), "init_from": t.init_from or None,
         "processes": trainer.world_size,

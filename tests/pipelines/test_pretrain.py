@@ -189,3 +189,34 @@ def test_two_process_ddp_on_cpu(genome, tmp_path):
         tokens = [float(r["tokens_per_step"]) for r in csv.DictReader(f) if r.get("tokens_per_step")]
     assert tokens[0] == 2 * 16 * 32
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002.ckpt", "step-00000004.ckpt"]
+
+
+def test_bert_masking_proportions():
+    ids = torch.full((200, 500), 5)
+    corrupted, chosen = pt.mask_tokens(ids, 0.15, torch.Generator().manual_seed(0))
+    n = int(chosen.sum())
+    assert abs(n / ids.numel() - 0.15) < 0.005
+    masked = (corrupted == pt.MASK_ID) & chosen
+    changed = (corrupted != ids) & ~masked
+    assert abs(int(masked.sum()) / n - 0.8) < 0.01
+    assert abs(int(changed.sum()) / n - 0.1 * 0.75) < 0.01  # a random base differs from A 3 times in 4
+    assert torch.equal(corrupted[~chosen], ids[~chosen])
+    assert set(pt.BASE_IDS) == {VOCAB[b] for b in "ACGT"} and pt.MASK_ID == VOCAB["[MASK]"]
+
+
+def test_masked_objective_with_a_bidirectional_model(genome, tmp_path):
+    out = tmp_path / "mlm"
+    assert main(_args(genome, out, 4, ["objective.kind=masked", "model.layer=bimamba", "train.val_every=2"])) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["objective"] == "masked" and 0.5 < m["heldout_bits_per_token"] < 4.0
+    assert m["heldout_tokens"] > 0.1 * 1536  # about 15% of the held-out windows of 128 tokens
+
+
+@pytest.mark.parametrize("extra, key", [(["objective.kind=masked"], "model.layer"),
+                                        (["model.layer=bimamba"], "model.layer"),
+                                        (["objective.kind=masked", "model.layer=bimamba", "schedule.segment_len=64"],
+                                         "schedule.segment_len")],
+                         ids=["masked-causal-model", "causal-bimamba", "masked-tbptt"])
+def test_objective_and_model_must_agree(genome, tmp_path, capsys, extra, key):
+    assert main(_args(genome, tmp_path / "r", 2, extra)) == 2
+    assert key in capsys.readouterr().err
