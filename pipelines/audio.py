@@ -40,7 +40,7 @@ def _task_class():
     import lightning as L
 
     from seqssm.pipelines.audio_io import nll_sum
-    from seqssm.pipelines.jobcli import TimeBudget, lr_schedule
+    from seqssm.pipelines.jobcli import TimeBudget
 
     class AudioTask(L.LightningModule):
         """Next-sample cross-entropy over the real (unpadded) samples; keeps the loss history."""
@@ -78,10 +78,7 @@ def _task_class():
             self.val_seconds += time.perf_counter() - self._t0
 
         def configure_optimizers(self):
-            t = self.train_cfg
-            opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, t.max_steps, self.budget))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+            return jobcli.optimizers(self.model, self.train_cfg, self.train_cfg.max_steps, self.budget)
 
     return AudioTask
 

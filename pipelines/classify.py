@@ -42,7 +42,7 @@ def _task_class():
 
     from seqssm.domains.dna import RandomReverseComplement
     from seqssm.pipelines.classify_io import classification_metrics
-    from seqssm.pipelines.jobcli import TimeBudget, lr_schedule
+    from seqssm.pipelines.jobcli import TimeBudget
     from seqssm.pipelines.lm import moe_aux_loss
 
     class ClassifyTask(L.LightningModule):
@@ -95,10 +95,7 @@ def _task_class():
             self.val_seconds += time.perf_counter() - self._t0
 
         def configure_optimizers(self):
-            t = self.job.train
-            opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, self.total_steps, self.budget))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+            return jobcli.optimizers(self.model, self.job.train, self.total_steps, self.budget)
 
     return ClassifyTask
 

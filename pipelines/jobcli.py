@@ -111,3 +111,14 @@ def init_model(model, init_from: str) -> None:
         from seqssm.checkpoint import load_backbone_weights
 
         load_backbone_weights(model, init_from)
+
+
+def optimizers(model, train_cfg, total_steps: int, budget: TimeBudget) -> dict:
+    """What a task's configure_optimizers returns: AdamW over model.param_groups (no decay on A_log, D, norms,
+    biases, embeddings) and the per-step lr_schedule."""
+    import torch
+
+    t = train_cfg
+    opt = torch.optim.AdamW(model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, total_steps, budget))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

@@ -143,7 +143,7 @@ def lr_lambda(warmup_steps: int, max_steps: int, min_ratio: float):
 def _lightning_module_class():
     import lightning as L
 
-    from seqssm.pipelines.jobcli import TimeBudget, lr_schedule
+    from seqssm.pipelines.jobcli import TimeBudget
 
     class ByteLMTask(L.LightningModule):
         """Next-byte prediction around a seqssm model; keeps the loss history for metrics and curves."""
@@ -191,10 +191,7 @@ def _lightning_module_class():
             self.val_seconds += time.perf_counter() - self._val_t0
 
         def configure_optimizers(self):
-            t = self.train_cfg
-            opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, t.max_steps, self.budget))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+            return jobcli.optimizers(self.model, self.train_cfg, self.train_cfg.max_steps, self.budget)
 
     return ByteLMTask
 

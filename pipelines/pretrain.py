@@ -227,7 +227,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
 def _task_class():
     import lightning as L
 
-    from seqssm.pipelines.jobcli import TimeBudget, lr_schedule
+    from seqssm.pipelines.jobcli import TimeBudget
 
     class PretrainTask(L.LightningModule):
         """Causal LM with manual optimisation: TBPTT segments, the step-indexed data, periodic checkpoints."""
@@ -303,10 +303,7 @@ def _task_class():
                 write_checkpoint(self.trainer, self.ckpt_dir, step, job.train.keep_checkpoints)
 
         def configure_optimizers(self):
-            t = self.job.train
-            opt = torch.optim.AdamW(self.model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, self.job.schedule.total_steps, self.budget))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            return jobcli.optimizers(self.model, self.job.train, self.job.schedule.total_steps, self.budget)
 
         def on_save_checkpoint(self, checkpoint):
             checkpoint["seqssm_history"] = self.history
