@@ -112,14 +112,16 @@ class Corpus:
     def heldout(self, context: int):
         """(name, context ids, held-out ids) of every record."""
         for name, n, cut in self.records:
-            ctx = self.tokens(name, max(0, cut - context), cut) if context and cut else np.zeros(0, np.int64)
-            yield name, ctx, self.tokens(name, cut, n)
+            empty = np.zeros(0, np.int64)
+            ctx = self.tokens(name, max(0, cut - context), cut) if context and cut else empty
+            yield name, ctx, self.tokens(name, cut, n) if cut < n else empty
 
 
 @torch.no_grad()
 def heldout_bits(model, corpus: Corpus, context: int, segment: int, max_tokens: int = 0) -> dict:
     """Nats and bits per token of the held-out parts, streamed with the recurrent state carried."""
     model.eval()
+    device = next(model.parameters()).device
     nll, count = 0.0, 0
     for _, ctx, tail in corpus.heldout(context):
         if max_tokens:
@@ -128,10 +130,10 @@ def heldout_bits(model, corpus: Corpus, context: int, segment: int, max_tokens: 
             continue
         state, prev = None, None
         if len(ctx):
-            logits, state = model(torch.from_numpy(ctx)[None], return_state=True)
+            logits, state = model(torch.from_numpy(ctx)[None].to(device), return_state=True)
             prev = logits[0, -1:]
         for s0 in range(0, len(tail), segment):
-            seg = torch.from_numpy(tail[s0:s0 + segment])[None]
+            seg = torch.from_numpy(tail[s0:s0 + segment])[None].to(device)
             logits, state = model(seg, state=state, return_state=True)
             preds = logits[0] if prev is None else torch.cat([prev, logits[0]])
             targets = seg[0] if prev is not None else seg[0, 1:]
@@ -151,6 +153,7 @@ def heldout_masked_bits(model, corpus: Corpus, window: int, fraction: float, max
                         seed: int = 0) -> dict:
     """Bits per masked token on non-overlapping windows of the held-out parts, with a fixed masking seed."""
     model.eval()
+    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     nll, count, seen = 0.0, 0, 0
     for _, _, tail in corpus.heldout(0):
@@ -160,6 +163,7 @@ def heldout_masked_bits(model, corpus: Corpus, window: int, fraction: float, max
             ids = torch.from_numpy(tail[s0:s0 + window])[None]
             corrupted, chosen = mask_tokens(ids, fraction, gen)
             if chosen.any():
+                ids, corrupted, chosen = ids.to(device), corrupted.to(device), chosen.to(device)
                 logits = model(corrupted)
                 nll += float(torch.nn.functional.cross_entropy(logits[chosen], ids[chosen], reduction="sum"))
                 count += int(chosen.sum())
