@@ -336,6 +336,7 @@ class PretrainTrainConfig(TrainConfig):
     checkpoint_every: int = 100  # optimizer steps between checkpoints (and one at the end)
     keep_checkpoints: int = 2  # the newest ones kept; older ones are deleted once a newer one is safely written
     activation_checkpointing: bool = False  # recompute each block's activations in backward (memory for time)
+    tensorboard: bool = True  # also log to TensorBoard (RUN/logs/tensorboard; needs tensorboardX) besides CSV
 
     def validate(self, prefix: str = "") -> None:
         TrainConfig.validate(dataclasses.replace(self, max_steps=1), prefix)

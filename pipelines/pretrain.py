@@ -362,9 +362,17 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         set_activation_checkpointing(model)
     task = _task_class()(model, job, corpus, ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
+    loggers = [CSVLogger(save_dir=str(out), name="", version="logs")]
+    if t.tensorboard:
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(save_dir=str(out / "logs"), name="", version="tensorboard"))
+        except ModuleNotFoundError as err:
+            raise UsageError(f"train.tensorboard: {err} (pip install tensorboardX, or set train.tensorboard=false)")
     trainer = L.Trainer(
         accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=total, max_epochs=-1,
-        log_every_n_steps=min(t.log_every, total), logger=CSVLogger(save_dir=str(out), name="", version="logs"),
+        log_every_n_steps=min(t.log_every, total), logger=loggers,
         enable_checkpointing=False, enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
         deterministic="warn" if t.deterministic else False, default_root_dir=str(out), num_sanity_val_steps=0,
         limit_val_batches=0, **task.budget.trainer_kwargs(),

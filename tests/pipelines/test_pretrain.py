@@ -60,6 +60,7 @@ def test_run_folder_schedule_and_heldout_score(genome, tmp_path):
     assert [(float(r["seq_len"]), float(r["batch_size"])) for r in rows] == [(32, 16)] * 4 + [(128, 4)] * 4
     for name in ("model", "config.yaml", "history.json", "curves.png"):
         assert (out / name).exists()
+    assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_truncated_bptt_gives_the_same_first_loss(genome, tmp_path):
