@@ -4,6 +4,7 @@ resume (a run killed with SIGKILL and resumed ends with the same weights as one 
 from __future__ import annotations
 
 import csv
+import math
 import json
 import os
 import signal
@@ -221,3 +222,13 @@ def test_masked_objective_with_a_bidirectional_model(genome, tmp_path):
 def test_objective_and_model_must_agree(genome, tmp_path, capsys, extra, key):
     assert main(_args(genome, tmp_path / "r", 2, extra)) == 2
     assert key in capsys.readouterr().err
+
+
+def test_bf16_mixed_precision_trains(genome, tmp_path):
+    """bf16 autocast around the model: matmuls in bf16, the scan and its state in float32, parameters float32."""
+    out = tmp_path / "bf16"
+    assert main(_args(genome, out, 4, ["train.precision=bf16-mixed", "train.val_every=100"])) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(m["heldout_bits_per_token"]) and m["heldout_bits_per_token"] < 4.0
+    w = _weights(out)
+    assert all(t.dtype == torch.float32 for t in w.values())
