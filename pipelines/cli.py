@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "lm": "seqssm.pipelines.lm",
     "bench": "seqssm.pipelines.bench",
     "classify": "seqssm.pipelines.classify",
+    "eval": "seqssm.pipelines.evaluate",
 }
 
 EXIT_USAGE = 2
