@@ -189,14 +189,15 @@ class ClassifyJobConfig:
 class EvalTrainConfig:
     """Plain Adam training with a length curriculum, stopped by `steps` or the time budget, whichever comes first."""
 
-    steps: int = 4000  # optimizer steps at most
+    steps: int = 100000  # optimizer steps at most (with the default budget, the budget ends training first)
     budget_seconds: float = 180.0  # wall-clock training time per model at most (0: no limit)
     lr: float = 1e-3
     batch_size: int = 8
     grad_clip: float = 1.0  # clip the global gradient norm (0: no clipping)
     seed: int = 0
     curriculum: List[int] = field(default_factory=lambda: [64, 128, 256])  # training lengths, in order
-    advance_accuracy: float = 0.95  # next length once the running train accuracy reaches this (0: only by steps)
+    advance_accuracy: float = 0.95  # next length at this running train accuracy, or after an equal share of the
+    # steps or of the budget (0: by the shares only)
     window: int = 20  # steps in the running train accuracy
     threads: int = 1  # torch CPU threads (0: torch's default)
     progress_bar: bool = True

@@ -11,7 +11,7 @@ reported), each with the same time budget.
 
 Training is a plain torch loop (no Lightning: tiny models, and the overhead would dominate on CPU): Adam, a
 length curriculum (train.curriculum; the next length once the running train accuracy reaches
-train.advance_accuracy, or after an equal share of train.steps), the loss only at the scored positions (the
+train.advance_accuracy, or after an equal share of train.steps or of the time budget), the loss only at the scored positions (the
 others are unpredictable by construction). Scoring uses fresh samples from a generator seeded apart from
 training's; stacks without attention stream inputs longer than eval.segment with their recurrent state carried
 (Backbone.forward(state=..., return_state=True), which equals one pass), so memory stays bounded at 2^16 and
@@ -159,6 +159,7 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "") -> tuple[object, dict]:
     gen = torch.Generator().manual_seed(t.seed)
     stages = list(t.curriculum)
     ends = [math.ceil((i + 1) * t.steps / len(stages)) for i in range(len(stages))]  # equal shares of the steps
+    share = t.budget_seconds / len(stages)  # and of the time budget (0: none), whichever ends first
     stage, recent, losses = 0, deque(maxlen=t.window), deque(maxlen=t.window)
     record = [{"length": stages[0], "from_step": 0}]
     stopped_by, step = "steps", 0
@@ -182,9 +183,9 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "") -> tuple[object, dict]:
         bar.update(1)
         bar.set_postfix(length=stages[stage], loss=f"{losses[-1]:.3f}", acc=f"{running:.2f}", refresh=False)
         full = len(recent) == t.window
-        if stage < len(stages) - 1 and (
-            (t.advance_accuracy > 0 and full and running >= t.advance_accuracy) or step + 1 >= ends[stage]
-        ):
+        learned = t.advance_accuracy > 0 and full and running >= t.advance_accuracy
+        used_share = step + 1 >= ends[stage] or (share and time.perf_counter() - t0 >= (stage + 1) * share)
+        if stage < len(stages) - 1 and (learned or used_share):
             record[-1].update(to_step=step + 1, running_accuracy=round(running, 4))
             stage += 1
             recent.clear()

@@ -86,6 +86,15 @@ def test_curriculum_advances_when_the_running_accuracy_is_reached():
     assert [c["to_step"] for c in rec["curriculum"]] == [30, 60, 90] and rec["final_length"] == 5
 
 
+def test_curriculum_advances_after_a_share_of_the_time_budget():
+    # no step share and no accuracy rule: only half of the 0.3 s budget can move it on, before the budget ends
+    sets = TINY_COPY + ["train.curriculum=[2,3]", "train.steps=1000000", "train.budget_seconds=0.3",
+                        "train.advance_accuracy=0"]
+    job = seqssm.load_config(CopyJob, str(CONFIGS / "eval_copy.yaml"), sets)
+    _, rec = evaluate.train_model(job, job.model)
+    assert rec["stopped_by"] == "budget" and [c["length"] for c in rec["curriculum"]] == [2, 3]
+
+
 def test_lengths_over_the_time_cap_are_skipped_with_the_reason():
     sets = ["model.d_model=16", "train.progress_bar=false", "eval.lengths=[8,4000]", "eval.samples=8",
             "eval.max_seconds=0.000001"]
