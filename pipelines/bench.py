@@ -4,6 +4,7 @@
     seqssm bench train      forward+backward of a 2-layer d_model 64 model, seqssm vs the peer mambapy, side by side
     seqssm bench long       1M-token streaming forward (time, peak RSS) and per-token decode time vs context length
     seqssm bench all        the three, one after the other
+    seqssm bench scaling    time and memory vs length of mamba, mamba2, s4d and attention (bench_scaling.py)
     seqssm bench gpu        the prepared GPU script (bench_gpu.py): kernel tests, scan/attention/layer timings
 
 Every timed case runs in a fresh Python process, so that its peak resident memory (ru_maxrss, which includes the
@@ -159,7 +160,14 @@ def _case_accuracy(quick: bool) -> dict:
     return {"cases": cases, "lengths": lengths, "max_rel_err": worst}
 
 
-_CASES = {"train": _case_train, "long": _case_long, "decode": _case_decode, "accuracy": _case_accuracy}
+def _case_scaling(**kwargs) -> dict:
+    from seqssm.pipelines.bench_scaling import case_scaling
+
+    return case_scaling(**kwargs)
+
+
+_CASES = {"train": _case_train, "long": _case_long, "decode": _case_decode, "accuracy": _case_accuracy,
+          "scaling": _case_scaling}
 
 
 def _worker(name: str, kwargs_json: str) -> None:
@@ -169,10 +177,13 @@ def _worker(name: str, kwargs_json: str) -> None:
 # ------------------------------------------------------------------------------------------------ driver side
 
 
-def _run_case(name: str, **kwargs) -> dict:
-    """Run one case in a fresh interpreter and return its JSON result (or the error it died of)."""
+def _run_case(name: str, timeout: float | None = None, **kwargs) -> dict:
+    """Run one case in a fresh interpreter and return its JSON result (or the error it died of, or the timeout)."""
     code = f"from seqssm.pipelines.bench import _worker; _worker({name!r}, {json.dumps(json.dumps(kwargs))})"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
     for line in proc.stdout.splitlines():
         if line.startswith("SEQSSM_BENCH "):
             return json.loads(line[len("SEQSSM_BENCH ") :])
@@ -248,21 +259,32 @@ def run(args: argparse.Namespace) -> int:
 
         results["gpu"] = run_gpu(args)
         todo = ["gpu"]
+    elif args.what == "scaling":
+        from seqssm.pipelines.bench_scaling import bench_scaling
+
+        print("== bench scaling", flush=True)
+        args.out = args.out or "bench_scaling.json"  # its .md table and .png plot go next to it
+        results["scaling"] = bench_scaling(args)
+        todo = ["scaling"]
     else:
         todo = ["accuracy", "train", "long"] if args.what == "all" else [args.what]
-    for what in todo if args.what != "gpu" else []:
+    for what in todo if args.what not in ("gpu", "scaling") else []:
         print(f"== bench {what}", flush=True)
         results[what] = {"accuracy": bench_accuracy, "train": bench_train, "long": bench_long}[what](args)
     if args.out:
         _write_json(args.out, results)
         print(f"\nwrote {args.out}")
     failed = [w for w in todo if '"error"' in json.dumps(results[w])]
+    if args.what == "scaling":  # a case killed at the time cap is a recorded outcome; a crash is a failure
+        failed = [r for r in results["scaling"]["rows"] if "error" in r and "timed out" not in r["error"]]
     return 1 if failed else 0
 
 
 def register(subparsers) -> None:
+    from seqssm.pipelines.bench_scaling import DEFAULT_LENGTHS, LAYERS
+
     p = subparsers.add_parser("bench", help="measure accuracy, training speed vs mambapy, 1M-token inference")
-    p.add_argument("what", choices=["accuracy", "train", "long", "all", "gpu"])
+    p.add_argument("what", choices=["accuracy", "train", "long", "all", "gpu", "scaling"])
     p.add_argument("--threads", type=int, default=2, help="torch threads in each measured process (default 2)")
     p.add_argument("--train-length", type=int, default=65536, help="train: sequence length (default 65536)")
     p.add_argument("--long-length", type=int, default=1 << 20, help="long: sequence length (default 1048576)")
@@ -276,6 +298,13 @@ def register(subparsers) -> None:
     p.add_argument("--max-length", type=int, default=1 << 20, help="gpu: longest L timed (default 2^20)")
     p.add_argument("--max-attention-length", type=int, default=1 << 17, help="gpu: longest L for attention")
     p.add_argument("--skip-big", action="store_true", help="gpu: skip the 24-layer model at L = 2^20")
+    p.add_argument("--layers", default=",".join(LAYERS), help=f"scaling: mixers to time (default {','.join(LAYERS)})")
+    p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="scaling: sequence lengths "
+                   "(default 1K, 4K, 16K, 64K, 256K, 1M)")
+    p.add_argument("--cap-seconds", type=float, default=120.0,
+                   help="scaling: skip a case whose extrapolated time exceeds this (default 120)")
+    p.add_argument("--cap-gb", type=float, default=8.0,
+                   help="scaling: skip a case whose extrapolated peak RSS exceeds this (default 8)")
 
     def _func(args):
         from seqssm.pipelines.config import UsageError
@@ -283,6 +312,9 @@ def register(subparsers) -> None:
         for name in ("threads", "train_length", "long_length", "segment", "d_model", "decode_context", "decode_steps"):
             if getattr(args, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
+        for name in ("cap_seconds", "cap_gb"):
+            if not getattr(args, name) > 0:
+                raise UsageError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name):g}")
         return run(args)
 
     p.set_defaults(func=_func)

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "audio": "seqssm.pipelines.audio",
     "baseline": "seqssm.pipelines.baseline",
     "pretrain": "seqssm.pipelines.pretrain",
+    "eval": "seqssm.pipelines.evaluate",
 }
 
 EXIT_USAGE = 2
