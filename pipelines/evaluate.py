@@ -31,7 +31,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-from seqssm.pipelines.config import EVAL_JOBS, EvalJobConfig, UsageError
+from seqssm.pipelines.config import UsageError
+from seqssm.pipelines.eval_config import EVAL_JOBS, EvalJobConfig
 
 ARTIFACTS = ("config.yaml", "metrics.json", "table.md", "accuracy.png")
 

@@ -12,7 +12,8 @@ import yaml
 import seqssm
 from seqssm.pipelines import evaluate
 from seqssm.pipelines.cli import main
-from seqssm.pipelines.config import EVAL_JOBS, SCHEMAS, CopyJob, InductionHeadsJob, schema_for_file
+from seqssm.pipelines.config import SCHEMAS, schema_for_file
+from seqssm.pipelines.eval_config import EVAL_JOBS, CopyJob, InductionHeadsJob
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
