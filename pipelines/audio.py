@@ -221,6 +221,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     rate, q = run.job.data.sample_rate, run.quantizer
     prompt = None
+    if args.check_parallel and args.prompt:
+        raise UsageError("--check-parallel: unconditional generation only (not with --prompt)")
     if args.prompt:
         prompt = q.encode(load_audio(args.prompt, rate)[0])
     n = int(round(args.seconds * rate))
@@ -230,6 +232,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     ids, loglik, block_times = generate_ids(run.model, n, args.batch, prompt, args.temperature, args.top_p,
                                             args.seed, q.zero_id)
     seconds = time.perf_counter() - t0
+    check = None
+    if args.check_parallel:  # the same clips scored by one parallel pass: recurrent and parallel modes must agree
+        from seqssm.pipelines.audio_io import nll_sum
+
+        full = torch.cat([torch.full((args.batch, 1), q.zero_id), ids], dim=1)
+        with torch.no_grad():
+            nll, _ = nll_sum(run.model, full, torch.ones_like(full, dtype=torch.float32))
+        check = float(((loglik + nll.double()).abs() / nll.double()).max())
     order = torch.argsort(loglik, descending=True).tolist() if args.rank else list(range(args.batch))
     rows = []
     for rank, i in enumerate(order):
@@ -244,11 +254,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
               "samples_per_second": round(n * args.batch / seconds, 1), "real_time_factor": round(seconds / args.seconds, 3),
               "ms_per_step_first_tenth": round(1e3 * float(per_block[0]), 4),
               "ms_per_step_last_tenth": round(1e3 * float(per_block[-1]), 4), "clips": rows}
+    if check is not None:
+        report["recurrent_vs_parallel_loglik_max_rel_diff"] = check
     atomic_write_json(out / "generate.json", report)
     print(f"seqssm audio generate: {args.batch} x {args.seconds:g} s in {seconds:.1f} s "
           f"({report['samples_per_second']:.0f} samples/s, real-time factor {report['real_time_factor']:.2f}); "
           f"ms per step {report['ms_per_step_first_tenth']:.3f} (first tenth) vs "
           f"{report['ms_per_step_last_tenth']:.3f} (last tenth); files in {out}")
+    if check is not None:
+        print(f"  log-likelihood, recurrent steps vs one parallel pass: max relative difference {check:.2e}")
     return 0
 
 
@@ -281,4 +295,6 @@ def register(subparsers) -> None:
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--rank", action="store_true", help="name the clips by their own likelihood, best first")
     ge.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ge.add_argument("--check-parallel", action="store_true",
+                    help="also score the clips in one parallel pass and report how far it is from the recurrent one")
     ge.set_defaults(func=_cmd_generate)

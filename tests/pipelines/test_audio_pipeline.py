@@ -99,8 +99,9 @@ def test_eval_converts_stereo_and_other_rates(run, tmp_path, capsys):
 def test_generate_writes_clips_pictures_and_speed(run, tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["audio", "generate", "--model", str(run), "--out", str(out), "--seconds", "0.02", "--batch", "2",
-                 "--rank", "--threads", "1"]) == 0
+                 "--rank", "--threads", "1", "--check-parallel"]) == 0
     report = json.loads((out / "generate.json").read_text())
+    assert report["recurrent_vs_parallel_loglik_max_rel_diff"] < 1e-4
     assert report["samples"] == 160 and report["batch"] == 2 and report["real_time_factor"] > 0
     bits = [c["bits_per_sample"] for c in report["clips"]]
     assert bits == sorted(bits)  # --rank: best (lowest bits) first
