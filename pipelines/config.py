@@ -13,6 +13,7 @@ that every shipped file can be checked against the schema of the command that re
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import List
 
@@ -254,7 +255,8 @@ class AudioJobConfig:
                  f"must be 2^data.bits = {1 << self.data.bits}")
 
 
-PRETRAIN_SOURCES = ("fasta", "bytes")
+PRETRAIN_SOURCES = ("fasta", "bytes", "audio")
+SEGMENT_BACKPROP = ("exact", "truncated")  # seqssm.tbptt.MODES
 
 
 @dataclass
@@ -267,18 +269,22 @@ class LengthStage:
 
 @dataclass
 class PretrainDataConfig:
-    """Where pretraining windows come from. The last `holdout` of every record (fasta) or of the file (bytes) is
-    held out for evaluation; training windows are drawn from the rest, window i of step s from a generator seeded
-    by (train.seed, s), so the data position of a run is its step count (resume needs nothing else)."""
+    """Where pretraining windows come from. The last `holdout` of every record (fasta), of the file (bytes) or of
+    every audio file (audio) is held out for evaluation; training windows are drawn from the rest, window i of
+    step s from a generator seeded by (train.seed, s), so the data position of a run is its step count (resume
+    needs nothing else). Audio: every file is resampled to `sample_rate`, mixed to mono and mu-law quantised to
+    2^bits levels (min-max scaled per file, SaShiMi's bins: the convention of `seqssm audio`)."""
 
-    source: str = "fasta"  # fasta (pyfaidx random access, nucleotide tokens) or bytes (any file, 256 byte tokens)
-    path: str = ""  # `--data FILE`
+    source: str = "fasta"  # fasta (pyfaidx, nucleotide tokens), bytes (any file, 256 tokens) or audio (crops)
+    path: str = ""  # `--data FILE` (audio: one file or a folder of WAV/FLAC/OGG files)
     holdout: float = 0.1
     max_n_fraction: float = 0.1  # fasta: training windows with more N than this are drawn again
     rc_augment: float = 0.5  # fasta: probability that a training window is read on the reverse strand
     eval_context: int = 1024  # tokens just before the held-out part that warm up the state (not scored)
     eval_segment: int = 65536  # the held-out part is streamed in segments of this length, state carried
     eval_max_tokens: int = 0  # score at most this many held-out tokens during training (0: all); the end: all
+    sample_rate: int = 16000  # audio: every file is resampled to this rate
+    bits: int = 8  # audio: mu-law levels 2^bits (model.vocab_size must match)
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
@@ -290,6 +296,8 @@ class PretrainDataConfig:
         _require(self.eval_context >= 0, p + "eval_context", self.eval_context, "must be >= 0")
         _require(self.eval_segment >= 1, p + "eval_segment", self.eval_segment, "must be >= 1")
         _require(self.eval_max_tokens >= 0, p + "eval_max_tokens", self.eval_max_tokens, "must be >= 0 (0: all)")
+        _require(self.sample_rate >= 1, p + "sample_rate", self.sample_rate, "must be >= 1")
+        _require(1 <= self.bits <= 16, p + "bits", self.bits, "must be in [1, 16]")
 
 
 @dataclass
@@ -301,6 +309,7 @@ class PretrainScheduleConfig:
     stages: List[LengthStage] = field(default_factory=lambda: [LengthStage(1024, 100)])
     tokens_per_batch: int = 8192  # batch size at a stage = tokens_per_batch // seq_len (at least 1)
     segment_len: int = 0  # 0: each window in one piece
+    segment_backprop: str = "exact"  # exact: the full pass's gradients (2 forwards); truncated: cut at boundaries
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
@@ -310,6 +319,8 @@ class PretrainScheduleConfig:
             _require(st.steps >= 1, f"{p}stages[{i}].steps", st.steps, "must be >= 1")
         _require(self.tokens_per_batch >= 2, p + "tokens_per_batch", self.tokens_per_batch, "must be >= 2")
         _require(self.segment_len >= 0, p + "segment_len", self.segment_len, "must be >= 0 (0: no segments)")
+        _require(self.segment_backprop in SEGMENT_BACKPROP, p + "segment_backprop", self.segment_backprop,
+                 f"must be one of {', '.join(SEGMENT_BACKPROP)}")
 
     @property
     def total_steps(self) -> int:
@@ -386,9 +397,15 @@ class PretrainJobConfig:
         else:
             _require(self.model.layer != "bimamba", p + "model.layer", self.model.layer,
                      "bimamba sees the future: use objective.kind masked, or a causal mixer")
-        want = 10 if self.data.source == "fasta" else 256
-        _require(self.model.vocab_size == want, p + "model.vocab_size", self.model.vocab_size,
-                 f"must be {want} for data.source {self.data.source}")
+        group = math.prod(self.model.pool_factors or [1])
+        if self.schedule.segment_len and group > 1:  # mid-group, the multi-scale model runs decoding steps
+            _require(self.schedule.segment_len % group == 0, p + "schedule.segment_len", self.schedule.segment_len,
+                     f"must be a multiple of the product of model.pool_factors ({group})")
+        bits_ok = 1 <= self.data.bits <= 16  # else data.validate names the bad field
+        want = {"fasta": 10, "bytes": 256, "audio": 1 << self.data.bits if bits_ok else None}.get(self.data.source)
+        if want is not None:
+            _require(self.model.vocab_size == want, p + "model.vocab_size", self.model.vocab_size,
+                     f"must be {want} for data.source {self.data.source}")
 
 
 

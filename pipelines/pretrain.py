@@ -1,6 +1,6 @@
 """`seqssm pretrain`: a causal language model on long sequences — a genome (FASTA through pyfaidx, nucleotide
-tokens) or any file of bytes — with a length warm-up, truncated backpropagation through time, a held-out
-evaluation in bits per token, and crash-safe resume.
+tokens), mu-law crops of audio files, or any file of bytes — with a length warm-up, segmented backpropagation
+through time, a held-out evaluation in bits per token, and crash-safe resume.
 
 Dimension names: b batch · l window length (the stage's seq_len) · s segment length · v vocabulary.
 
@@ -11,9 +11,10 @@ is its step count: a resumed run reads exactly the windows the uninterrupted one
 Schedule (HyenaDNA, Nguyen et al. 2023, section 3.2): stages of (seq_len, steps); the batch size of a stage is
 tokens_per_batch // seq_len, so each step sees about the same number of tokens while the length grows.
 
-Truncated BPTT: with schedule.segment_len s < l, a window is fed in segments with the recurrent state carried
-forward (the streaming forward of the core, exactly one pass) and detached at each boundary; every segment's
-loss is back-propagated at once, so memory is bounded by one segment whatever l is.
+Segments: with schedule.segment_len s < l, a window is fed in segments with the recurrent state carried forward
+(the streaming forward of the core, exactly one pass), so memory is bounded by one segment whatever l is
+(seqssm.tbptt). schedule.segment_backprop exact gives the gradients of one full pass (each segment is run twice);
+truncated is the classic truncated BPTT (the gradient is cut at each boundary; one forward).
 
 Checkpoints. Every train.checkpoint_every steps and at the end, Lightning's full checkpoint (weights, optimizer,
 scheduler, loop counters) is written to a temporary file, fsynced, and renamed to checkpoints/step-NNNNNNNN.ckpt;
@@ -29,6 +30,8 @@ from everything before it (warmed up on data.eval_context tokens before the cut,
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import os
 import time
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 
 from seqssm.pipelines import jobcli
+from seqssm.tbptt import segmented_backward
 from seqssm.pipelines.config import PretrainJobConfig, UsageError, validate_tree
 from seqssm.pipelines.runio import atomic_write_json, publish, staging_dir
 
@@ -46,6 +50,7 @@ LN2 = math.log(2.0)
 DEFAULT_CONFIG = "pretrain_ecoli"
 CKPT_DIR = "checkpoints"
 ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png")
+UNITS = {"fasta": "nucleotide", "bytes": "byte", "audio": "sample"}
 N_ID, MASK_ID, BASE_IDS = 9, 4, (5, 6, 7, 8)  # the NucleotideTokenizer's fixed ids (checked in the tests)
 
 
@@ -65,18 +70,27 @@ def mask_tokens(ids: torch.Tensor, fraction: float, generator: torch.Generator):
 
 
 class Corpus:
-    """Token access to the records of a FASTA (pyfaidx) or of one file of bytes, each split at `cut`."""
+    """Token access to records, each split at `cut` (the held-out tail after it): the records of a FASTA
+    (pyfaidx), the files of an audio folder (quantised once, kept in memory as uint8/uint16), or one file of
+    bytes (memory-mapped)."""
 
-    def __init__(self, source: str, path: str, holdout: float):
+    def __init__(self, source: str, path: str, holdout: float, sample_rate: int = 16000, bits: int = 8):
         self.source, self.path = source, Path(path)
-        if not self.path.is_file():
-            raise UsageError(f"--data {path}: no such file")
+        if not (self.path.is_file() or (source == "audio" and self.path.is_dir())):
+            raise UsageError(f"--data {path}: no such {'file or folder' if source == 'audio' else 'file'}")
         if source == "fasta":
             from seqssm.domains.dna import IndexedGenome, NucleotideTokenizer
 
             self.genome, self.tokenizer = IndexedGenome(self.path), NucleotideTokenizer()
             lengths = self.genome.lengths
+            if not lengths or not sum(lengths.values()):
+                raise UsageError(f"{self.path}: the FASTA has no sequence")
+        elif source == "audio":
+            self.clips = _quantised_audio(self.path, sample_rate, bits)
+            lengths = {name: len(ids) for name, ids in self.clips.items()}
         else:
+            if self.path.stat().st_size == 0:
+                raise UsageError(f"{self.path}: the file is empty")
             self.bytes = np.memmap(self.path, dtype=np.uint8, mode="r")
             lengths = {self.path.name: len(self.bytes)}
         self.records = [(name, n, n - int(n * holdout)) for name, n in lengths.items()]
@@ -84,7 +98,16 @@ class Corpus:
     def tokens(self, name: str, start: int, end: int, strand: str = "+") -> np.ndarray:
         if self.source == "fasta":
             return np.asarray(self.tokenizer.encode(self.genome.fetch(name, start, end, strand)), dtype=np.int64)
+        if self.source == "audio":
+            return self.clips[name][start:end].astype(np.int64)
         return np.asarray(self.bytes[start:end], dtype=np.int64)
+
+    def check_window(self, length: int) -> None:
+        """One-line error, before any compute, when no record has room for a training window of `length`."""
+        longest = max(cut for _, _, cut in self.records)
+        if longest <= length:
+            raise UsageError(f"{self.path}: the longest training part of a record has {longest:,} tokens, not enough "
+                             f"for a window of schedule seq_len {length:,} (+1 target); shorten the stage or add data")
 
     def train_windows(self, step: int, seed: int, batch: int, length: int, max_n_fraction: float,
                       rc_augment: float, rank: int = 0) -> torch.Tensor:
@@ -115,6 +138,22 @@ class Corpus:
             empty = np.zeros(0, np.int64)
             ctx = self.tokens(name, max(0, cut - context), cut) if context and cut else empty
             yield name, ctx, self.tokens(name, cut, n) if cut < n else empty
+
+
+def _quantised_audio(path: Path, sample_rate: int, bits: int) -> dict[str, np.ndarray]:
+    """name -> mu-law ids (l,) of every audio file (a folder's, sorted by name, or the one file)."""
+    from tqdm import tqdm
+
+    from seqssm.domains.audio import MuLawQuantizer
+    from seqssm.domains.audio.io import list_audio_files, load_audio
+
+    files = list_audio_files(path) if path.is_dir() else [path]
+    quantizer = MuLawQuantizer(bits=bits, scaling="minmax", bins="sashimi")
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    clips = {}
+    for f in tqdm(files, desc="decoding audio", unit="file", disable=len(files) < 20):
+        clips[f.name] = quantizer.encode(load_audio(f, sample_rate)[0]).numpy().astype(dtype)
+    return clips
 
 
 @torch.no_grad()
@@ -225,6 +264,19 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def check_same_model(path: Path, model_cfg) -> None:
+    """One-line error when the checkpoint at `path` was written for another model config (before any compute)."""
+    saved = torch.load(path, map_location="cpu", weights_only=False).get("seqssm_model_config")
+    if saved is None:
+        return  # written before configs were stored: Lightning's own state-dict check still applies
+    here = dataclasses.asdict(model_cfg)
+    diff = [k for k in here if saved.get(k) != here[k]] + sorted(set(saved) - set(here))
+    if diff:
+        k = diff[0]
+        raise UsageError(f"{path}: a checkpoint of another model config (model.{k} is {saved.get(k)!r} there, "
+                         f"{here.get(k)!r} here); resume with the killed run's --config and --set, or use a new --out")
+
+
 # ------------------------------------------------------------------------------------------------- training
 
 
@@ -243,6 +295,7 @@ def _task_class():
             self.budget = TimeBudget(job.train.max_minutes)
             self.history: dict[str, list] = {"train": [], "val": []}
             self.tokens_seen = 0
+            self.last_checkpoint = -1
 
         def training_step(self, batch, batch_idx):
             job, step = self.job, self.global_step
@@ -258,19 +311,15 @@ def _task_class():
             if job.objective.kind == "masked":
                 mean = self._masked_step(ids[:, :l], step)
                 return self._finish_step(opt, sched, step, b, l, mean)
-            state, total = None, 0.0
             inputs, targets = ids[:, :-1], ids[:, 1:]  # (b, l) each
-            for s0 in range(0, l, seg):
-                x, y = inputs[:, s0:s0 + seg], targets[:, s0:s0 + seg]
-                if seg >= l:
-                    logits = self.model(x)
-                else:  # carry the state across segments; cut the graph at the boundary (truncated BPTT)
-                    logits, state = self.model(x, state=state, return_state=True)
-                    state = state.detach()
-                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
-                self.manual_backward(loss / (b * l))
-                total += float(loss.detach())
-            return self._finish_step(opt, sched, step, b, l, total / (b * l))
+            if seg >= l:
+                logits = self.model(inputs)
+                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+                self.manual_backward(loss)
+                return self._finish_step(opt, sched, step, b, l, float(loss.detach()))
+            mean = segmented_backward(self.model, inputs, targets, seg, job.schedule.segment_backprop,
+                                      backward=self.manual_backward)
+            return self._finish_step(opt, sched, step, b, l, mean)
 
         def _masked_step(self, ids, step: int) -> float:
             gen = torch.Generator().manual_seed(int(np.random.default_rng([self.job.train.seed, step,
@@ -305,12 +354,20 @@ def _task_class():
                 self.log("val_bits", res["bits_per_token"], prog_bar=True, rank_zero_only=True)
             if step % job.train.checkpoint_every == 0 or step == job.schedule.total_steps:
                 write_checkpoint(self.trainer, self.ckpt_dir, step, job.train.keep_checkpoints)
+                self.last_checkpoint = step
+
+        def on_train_end(self):
+            # a run stopped by train.max_minutes between checkpoints still ends with one
+            if self.global_step and self.last_checkpoint != self.global_step:
+                write_checkpoint(self.trainer, self.ckpt_dir, self.global_step, self.job.train.keep_checkpoints)
+                self.last_checkpoint = self.global_step
 
         def configure_optimizers(self):
             return jobcli.optimizers(self.model, self.job.train, self.job.schedule.total_steps, self.budget)
 
         def on_save_checkpoint(self, checkpoint):
             checkpoint["seqssm_history"] = self.history
+            checkpoint["seqssm_model_config"] = dataclasses.asdict(self.job.model)
 
         def on_load_checkpoint(self, checkpoint):
             self.history = checkpoint.get("seqssm_history", self.history)
@@ -343,12 +400,15 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     if not job.data.path:
         raise UsageError("data.path is empty: pass --data FILE (or --set data.path=FILE)")
     t, total = job.train, job.schedule.total_steps
-    corpus = Corpus(job.data.source, job.data.path, job.data.holdout)
+    corpus = Corpus(job.data.source, job.data.path, job.data.holdout, job.data.sample_rate, job.data.bits)
+    corpus.check_window(max(st.seq_len for st in job.schedule.stages))
     out = Path(job.out_dir)
     ckpt_dir = out / CKPT_DIR
     for stale in ckpt_dir.glob(".tmp-*.ckpt"):  # a write cut short by a crash never became a checkpoint
         stale.unlink()
     start = latest_checkpoint(ckpt_dir) if resume else None
+    if start is not None:
+        check_same_model(start, job.model)
     if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("step-*.ckpt")):
         raise UsageError(f"--out {out}: holds checkpoints of an earlier run; pass --resume to continue it")
     if t.threads:
@@ -400,12 +460,17 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         extra = {}
         if job.data.source == "fasta":
             extra["tokenizer.json"] = corpus.tokenizer.to_json()
+        elif job.data.source == "audio":
+            from seqssm.domains.audio import MuLawQuantizer
+
+            q = MuLawQuantizer(bits=job.data.bits, scaling="minmax", bins="sashimi").config()
+            extra["quantizer.json"] = json.dumps({**q, "sample_rate": job.data.sample_rate}, indent=2)
         model.save_pretrained(stage / "model", extra_files=extra)
         seqssm.save_config(job, stage / "config.yaml")
         atomic_write_json(stage / "metrics.json", metrics)
         atomic_write_json(stage / "history.json", task.history)
         _plot_curves(task.history, stage / "curves.png", f"{Path(job.data.path).name}: pretraining",
-                     unit="nucleotide" if job.data.source == "fasta" else "byte")
+                     unit=UNITS[job.data.source])
         publish(stage, out, ARTIFACTS)
     return metrics
 
@@ -422,7 +487,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.print_config:
         return jobcli.print_resolved(job)
     m = pretrain(job, resume=args.resume)
-    unit = "nucleotide" if job.data.source == "fasta" else "byte"
+    unit = UNITS[job.data.source]
     print(f"seqssm pretrain: {m['steps']} steps; held-out {m['heldout_bits_per_token']:.4f} bits per {unit} over "
           f"{m['heldout_tokens']:,} tokens; run folder {job.out_dir}")
     return 0

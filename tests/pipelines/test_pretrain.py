@@ -64,15 +64,29 @@ def test_run_folder_schedule_and_heldout_score(genome, tmp_path):
     assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_truncated_bptt_gives_the_same_first_loss(genome, tmp_path):
-    """Before any update the loss of a window fed in segments (state carried) equals the loss of one piece."""
+def test_segments_give_the_same_first_loss(genome, tmp_path):
+    """Before any update the loss of a window fed in segments (state carried) equals the loss of one piece, for
+    both gradient modes (seqssm.tbptt's tests compare the gradients themselves, in float64)."""
     losses = []
-    for seg, ckpt in ((0, "false"), (48, "true")):  # ...also with activation checkpointing
-        out = tmp_path / f"seg{seg}"
+    for seg, ckpt, mode in ((0, "false", "exact"), (48, "true", "exact"), (48, "false", "truncated")):
+        out = tmp_path / f"seg{seg}-{ckpt}-{mode}"  # ...also with activation checkpointing
         assert main(_args(genome, out, 2, [f"schedule.segment_len={seg}", "train.val_every=100",
-                                           f"train.activation_checkpointing={ckpt}"])) == 0
+                                           f"train.activation_checkpointing={ckpt}",
+                                           f"schedule.segment_backprop={mode}"])) == 0
         losses.append(json.loads((out / "history.json").read_text())["train"][0][1])
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert losses[2] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_exact_segments_train_like_one_piece(genome, tmp_path):
+    """Exact segmented backprop gives the full pass's gradients, so a short run's weights match (float32)."""
+    runs = {}
+    for seg in (0, 40):
+        out = tmp_path / f"seg{seg}"
+        assert main(_args(genome, out, 4, [f"schedule.segment_len={seg}", "train.val_every=100"])) == 0
+        runs[seg] = _weights(out)
+    for k, w in runs[0].items():
+        assert torch.allclose(runs[40][k], w, rtol=1e-4, atol=1e-6), k
 
 
 def test_heldout_score_does_not_depend_on_the_segment_length(genome):
@@ -114,6 +128,52 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(genome, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def _kill_group_after_first_checkpoint(cmd: list[str], folder: Path) -> None:
+    """Start `cmd` in its own process group, SIGKILL the whole group once a checkpoint is in `folder`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not list(folder.glob("step-*.ckpt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # every process of the run: rank 0 and the rank it launched
+    proc.wait()
+
+
+def test_killed_two_process_run_resumes_to_the_same_weights(genome, tmp_path):
+    """DDP with 2 CPU processes (gloo), SIGKILLed mid-epoch after its first checkpoint, resumed with 2 processes:
+    the final weights equal those of an uninterrupted 2-process run."""
+    steps, extra = 24, ["train.val_every=1000", "train.checkpoint_every=8", "train.devices=2"]
+    cli = [sys.executable, "-m", "seqssm.pipelines.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    res = subprocess.run(cli + _args(genome, whole, steps, extra), env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    cut = tmp_path / "cut"
+    _kill_group_after_first_checkpoint(cli + _args(genome, cut, steps, extra), cut / "checkpoints")
+    assert not (cut / "metrics.json").exists(), "the run finished before it could be killed"
+    res = subprocess.run(cli + _args(genome, cut, steps, extra) + ["--resume"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = json.loads((cut / "metrics.json").read_text())
+    assert m["resumed_from"] and m["steps"] == steps and m["processes"] == 2
+    a, b = _weights(whole), _weights(cut)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_with_another_model_config_is_refused(genome, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(genome, out, 2, ["train.val_every=100"])) == 0
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    capsys.readouterr()
+    assert main(_args(genome, out, 4, ["train.val_every=100", "model.d_model=32"]) + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another model config" in err[0] and "model.d_model is 16 there, 32 here" in err[0]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+
 def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(genome, tmp_path):
     out = tmp_path / "run"
     assert main(_args(genome, out, 6, ["train.val_every=100", "train.checkpoint_every=2", "train.keep_checkpoints=3"])) == 0
@@ -136,6 +196,19 @@ def test_existing_checkpoints_need_resume(genome, tmp_path, capsys):
 def test_bad_config(genome, tmp_path, capsys, kv, key):
     assert main(_args(genome, tmp_path / "r", 2, [kv])) == 2
     assert key in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, match", [("", "does not contain a valid sequence"), (">empty\n", "has no sequence"),
+                                            (">short\nACGTACGTAC\n", "not enough for a window of schedule seq_len")],
+                         ids=["empty-file", "empty-record", "shorter-than-a-window"])
+def test_bad_genome_is_one_line_before_any_compute(tmp_path, capsys, content, match):
+    fa = tmp_path / "bad.fa"
+    fa.write_text(content)
+    out = tmp_path / "r"
+    assert main(_args(fa, out, 2, [])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.fa" in err[0] and match in err[0], err
+    assert not out.exists()
 
 
 def test_no_such_fasta(tmp_path, capsys):
@@ -232,3 +305,36 @@ def test_bf16_mixed_precision_trains(genome, tmp_path):
     assert math.isfinite(m["heldout_bits_per_token"]) and m["heldout_bits_per_token"] < 4.0
     w = _weights(out)
     assert all(t.dtype == torch.float32 for t in w.values())
+
+
+def test_audio_crops_as_a_pretraining_source(tmp_path):
+    """data.source audio: a folder of WAVs resampled, mu-law quantised; the last 10% of every file held out."""
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, rate in enumerate((8000, 8000, 16000)):  # the 16 kHz file is resampled to 8 kHz: 4000 samples
+        t = np.arange(4000 * rate // 8000) / rate
+        wave = 0.5 * np.sin(2 * np.pi * (220 + 110 * i) * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(folder / f"clip{i}.wav", wave.astype(np.float32), rate)
+    out = tmp_path / "run"
+    args = _args(folder, out, 4, ["data.source=audio", "data.sample_rate=8000", "model.vocab_size=256",
+                                  "train.val_every=100"])
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["source"] == "audio" and m["heldout_tokens"] == 3 * 400
+    assert 0.5 < m["heldout_bits_per_token"] < 8.5
+    q = json.loads((out / "model" / "quantizer.json").read_text())
+    assert q["bits"] == 8 and q["sample_rate"] == 8000 and q["kind"] == "mulaw"
+
+
+@pytest.mark.parametrize("kv, key", [("model.vocab_size=10", "model.vocab_size"),
+                                     ("data.bits=0", "data.bits"), ("data.bits=-1", "data.bits")],
+                         ids=["vocab-not-2^bits", "bits-zero", "bits-negative"])
+def test_bad_audio_config(tmp_path, capsys, kv, key):
+    args = _args(tmp_path, tmp_path / "r", 2, ["data.source=audio", "model.vocab_size=256", kv])
+    assert main(args) == 2
+    assert key in capsys.readouterr().err
+
