@@ -375,7 +375,8 @@ class PretrainObjectiveConfig:
 
 @dataclass
 class PretrainJobConfig:
-    """`seqssm pretrain`: a language model on long sequences (a genome, any file of bytes), causal or masked."""
+    """`seqssm pretrain`: a language model on long sequences (a genome, audio files, any file of bytes), causal or
+    masked."""
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(vocab_size=10))
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)

@@ -494,10 +494,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("pretrain", help="causal LM pretraining on a genome or any file (resumable)")
+    p = subparsers.add_parser("pretrain", help="LM pretraining on a genome, audio files or any file (resumable)")
     p.add_argument("--config", help=f"job YAML, or a shipped config name (default: {DEFAULT_CONFIG})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.seed=1")
-    p.add_argument("--data", help="FASTA (data.source fasta) or any file (bytes); sets data.path")
+    p.add_argument("--data", help="FASTA (data.source fasta), an audio file or folder (audio) or any file (bytes); "
+                                  "sets data.path")
     p.add_argument("--out", help="run folder; sets out_dir")
     p.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in --out")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

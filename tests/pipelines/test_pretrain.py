@@ -147,7 +147,8 @@ def test_killed_two_process_run_resumes_to_the_same_weights(genome, tmp_path):
     cli = [sys.executable, "-m", "seqssm.pipelines.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"
-    res = subprocess.run(cli + _args(genome, whole, steps, extra), env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cli + _args(genome, whole, steps, extra), env=env, capture_output=True, text=True,
+                         timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     cut = tmp_path / "cut"
     _kill_group_after_first_checkpoint(cli + _args(genome, cut, steps, extra), cut / "checkpoints")
