@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 from seqssm.pipelines import jobcli
-from seqssm.tbptt import segmented_backward
 from seqssm.pipelines.config import PretrainJobConfig, UsageError, validate_tree
 from seqssm.pipelines.runio import atomic_write_json, publish, staging_dir
+from seqssm.tbptt import segmented_backward
 
 LN2 = math.log(2.0)
 DEFAULT_CONFIG = "pretrain_ecoli"
@@ -86,7 +86,11 @@ class Corpus:
             if not lengths or not sum(lengths.values()):
                 raise UsageError(f"{self.path}: the FASTA has no sequence")
         elif source == "audio":
-            self.clips = _quantised_audio(self.path, sample_rate, bits)
+            from seqssm.domains.audio import MuLawQuantizer
+
+            self.quantizer = MuLawQuantizer(bits=bits, scaling="minmax", bins="sashimi")  # `seqssm audio`'s own
+            self.sample_rate = sample_rate
+            self.clips = _quantised_audio(self.path, sample_rate, self.quantizer)
             lengths = {name: len(ids) for name, ids in self.clips.items()}
         else:
             if self.path.stat().st_size == 0:
@@ -140,16 +144,14 @@ class Corpus:
             yield name, ctx, self.tokens(name, cut, n) if cut < n else empty
 
 
-def _quantised_audio(path: Path, sample_rate: int, bits: int) -> dict[str, np.ndarray]:
+def _quantised_audio(path: Path, sample_rate: int, quantizer) -> dict[str, np.ndarray]:
     """name -> mu-law ids (l,) of every audio file (a folder's, sorted by name, or the one file)."""
     from tqdm import tqdm
 
-    from seqssm.domains.audio import MuLawQuantizer
     from seqssm.domains.audio.io import list_audio_files, load_audio
 
     files = list_audio_files(path) if path.is_dir() else [path]
-    quantizer = MuLawQuantizer(bits=bits, scaling="minmax", bins="sashimi")
-    dtype = np.uint8 if bits <= 8 else np.uint16
+    dtype = np.uint8 if quantizer.bits <= 8 else np.uint16
     clips = {}
     for f in tqdm(files, desc="decoding audio", unit="file", disable=len(files) < 20):
         clips[f.name] = quantizer.encode(load_audio(f, sample_rate)[0]).numpy().astype(dtype)
@@ -461,10 +463,8 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         if job.data.source == "fasta":
             extra["tokenizer.json"] = corpus.tokenizer.to_json()
         elif job.data.source == "audio":
-            from seqssm.domains.audio import MuLawQuantizer
-
-            q = MuLawQuantizer(bits=job.data.bits, scaling="minmax", bins="sashimi").config()
-            extra["quantizer.json"] = json.dumps({**q, "sample_rate": job.data.sample_rate}, indent=2)
+            q = {**corpus.quantizer.config(), "sample_rate": corpus.sample_rate}
+            extra["quantizer.json"] = json.dumps(q, indent=2)
         model.save_pretrained(stage / "model", extra_files=extra)
         seqssm.save_config(job, stage / "config.yaml")
         atomic_write_json(stage / "metrics.json", metrics)
