@@ -487,6 +487,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.print_config:
         return jobcli.print_resolved(job)
     m = pretrain(job, resume=args.resume)
+    if not m:  # a DDP process other than 0: process 0 reports
+        return 0
     unit = UNITS[job.data.source]
     print(f"seqssm pretrain: {m['steps']} steps; held-out {m['heldout_bits_per_token']:.4f} bits per {unit} over "
           f"{m['heldout_tokens']:,} tokens; run folder {job.out_dir}")
