@@ -4,9 +4,9 @@ pyfaidx needs a `.fai` index (and a `.gzi` for bgzip) and a file with plain line
 decompressed; a file with ragged lines or blank lines inside records must be rewritten). Writing those beside the
 user's FASTA fails in read-only reference folders and leaves files behind, so they all go here:
 
-    <root>/genomes/<key>-<name>.fai (.gzi)   the index of a FASTA that pyfaidx can read as it is
-    <root>/genomes/<key>-<name without .gz>  a checked plain copy (LF line ends, 80 bases a line), and its .fai
-    <root>/genomes/<key>-plain-<name>        the same for an uncompressed file that pyfaidx cannot read as it is
+    <root>/genomes/<key>.fai (.gzi)   the index of a FASTA that pyfaidx can read as it is (plain or bgzip)
+    <root>/genomes/<key>.fa (.fa.fai)  a checked plain copy (LF line ends, 80 bases a line) and its index: for a
+                                       plain gzip, or a file whose ragged or blank lines pyfaidx cannot index
 
 <root> is `--cache-dir`, else $SEQSSM_CACHE, else $XDG_CACHE_HOME/seqssm, else ~/.cache/seqssm. The key is a
 hash of the file's size, modification time and first MiB, so the same content under two paths shares one entry
@@ -32,7 +32,7 @@ ENV_DIR = "SEQSSM_CACHE"
 ENV_MAX_GB = "SEQSSM_CACHE_MAX_GB"
 DEFAULT_MAX_GB = 20.0
 HEAD_BYTES = 1 << 20
-_KEY = re.compile(r"^\.?([0-9a-f]{16})-")
+_KEY = re.compile(r"^\.?([0-9a-f]{16})\.")
 STALE_TMP_SECONDS = 24 * 3600  # temporary files of a process killed mid-write
 
 
@@ -75,10 +75,6 @@ def content_key(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)[:100] or "genome"
-
-
 def _make_dir(d: Path) -> None:
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -119,10 +115,8 @@ def prepare(source: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
     d = genome_dir(cache_dir)
     key = content_key(src)
     gz, bgzf = _is_gzip(src), _is_bgzf(src)
-    stem = f"{key}-{_safe_name(src.name)}"
-    direct = Prepared(src, d / f"{stem}.fai", d / f"{stem}.gzi" if bgzf else None)
-    copy_path = d / (stem[: -len(".gz")] if stem.endswith(".gz") else f"{key}-plain-{_safe_name(src.name)}")
-    copy = Prepared(copy_path, copy_path.with_name(copy_path.name + ".fai"), None)
+    direct = Prepared(src, d / f"{key}.fai", d / f"{key}.gzi" if bgzf else None)
+    copy = Prepared(d / f"{key}.fa", d / f"{key}.fa.fai", None)
     for ready in (direct, copy):
         if ready.fai.is_file() and ready.fasta.is_file() and (ready.gzi is None or ready.gzi.is_file()):
             _touch(ready, d)
@@ -163,7 +157,7 @@ def evict(d: Path, keep: str, limit: int | None = None) -> list[str]:
         m = _KEY.match(p.name)
         if not m or not p.is_file():
             continue
-        if p.name.startswith(".") and now - p.stat().st_mtime < STALE_TMP_SECONDS:
+        if p.name.endswith(".tmp") and now - p.stat().st_mtime < STALE_TMP_SECONDS:
             continue  # another process may be writing it
         groups.setdefault(m.group(1), []).append(p)
     size = {k: sum(p.stat().st_size for p in ps) for k, ps in groups.items()}

@@ -59,6 +59,16 @@ def _any_field_size():
         csv.field_size_limit(old)
 
 
+def _decoded(fh, p: Path) -> Iterator[str]:
+    """The lines of a binary file as text, so a byte that is not UTF-8 is named by its own line (a text-mode
+    file decodes 8 KiB blocks ahead of the csv reader)."""
+    for lineno, raw in enumerate(fh, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise DNAInputError(f"{p}:{lineno}: not a text file (bytes that are not UTF-8)") from None
+
+
 def delimiter_of(path: Path, header: str) -> str:
     return "\t" if path.suffix.lower() == ".tsv" or "\t" in header else ","
 
@@ -81,8 +91,8 @@ def read_sequence_table(path: str | os.PathLike, require_label: bool, sequence_c
         want = f"{sequence_column!r}" + (f" and {label_column!r}" if require_label else "")
         raise DNAInputError(f"{p}:1: empty {'file' if not first else 'header'} (a header naming {want} is required)")
     line = 1
-    with _any_field_size(), open(p, encoding="utf-8-sig", newline="") as fh:
-        rows = csv.reader(fh, delimiter=delimiter_of(p, head))
+    with _any_field_size(), open(p, "rb") as fh:
+        rows = csv.reader(_decoded(fh, p), delimiter=delimiter_of(p, head))
         try:
             header = [h.strip().lower() for h in next(rows)]
             if sequence_column not in header or (require_label and label_column not in header):
@@ -118,8 +128,6 @@ def read_sequence_table(path: str | os.PathLike, require_label: bool, sequence_c
                     seen[rid] = line
                 n += 1
                 yield TableRow(line, rid or str(line), seq, label or None)
-        except UnicodeDecodeError:
-            raise DNAInputError(f"{p}:{line}: not a text file (bytes that are not UTF-8)") from None
         except csv.Error as err:
             raise DNAInputError(f"{p}:{line}: not a readable table ({err})") from None
     if n == 0:

@@ -74,7 +74,7 @@ def test_indexed_genome_fetch_strands(tmp_path, compress):
         assert g.fetch("chr2", 2, 6) == "ttGG"  # soft-masking kept
     cached = sorted(c.name for c in (tmp_path / "cache" / "genomes").iterdir())
     # gzip: a plain copy and its .fai; plain: the .fai only; never a temporary file, never a file beside the input
-    assert [c.split("-", 1)[1] for c in cached] == (["g.fa", "g.fa.fai"] if compress else ["g.fa.fai"])
+    assert [c.split(".", 1)[1] for c in cached] == (["fa", "fa.fai"] if compress else ["fai"])
     assert sorted(x.name for x in tmp_path.iterdir()) == ["cache", p.name]
 
 
