@@ -435,7 +435,7 @@ def pretrain(job: PretrainJobConfig, resume: bool = False, cache_dir: str | None
             loggers.append(TensorBoardLogger(save_dir=str(out / "logs"), name="", version="tensorboard"))
         except ModuleNotFoundError as err:
             raise UsageError(f"train.tensorboard: {err} (pip install tensorboardX, or set train.tensorboard=false)")
-    trainer = L.Trainer(
+    trainer = jobcli.make_trainer(
         accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=total, max_epochs=-1,
         log_every_n_steps=min(t.log_every, total), logger=loggers,
         enable_checkpointing=False, enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
