@@ -76,6 +76,13 @@ def wav_cases(folder: Path) -> dict[str, tuple[Path, str | None]]:
     out["stereo_44k"] = (folder / "stereo_44k.wav", None)
     sf.write(folder / "silent.wav", np.zeros(8000, np.float32), 8000)
     out["silent"] = (folder / "silent.wav", None)
+    sf.write(folder / "stereo_44k.flac", stereo, 44100)
+    out["stereo_44k_flac"] = (folder / "stereo_44k.flac", None)
+    sf.write(folder / "stereo_44k.ogg", stereo, 44100)
+    out["stereo_44k_ogg"] = (folder / "stereo_44k.ogg", None)
+    flac = (folder / "stereo_44k.flac").read_bytes()
+    out["truncated_flac"] = (write(folder, "cut.flac", flac[:len(flac) // 3]), "cut.flac")
+    out["flac_named_wav"] = (write(folder, "really_flac.wav", flac), None)  # the content decides, not the name
     full = folder / "full.wav"
     sf.write(full, 0.3 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 8000)
     raw = full.read_bytes()

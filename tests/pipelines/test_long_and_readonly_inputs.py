@@ -99,3 +99,19 @@ def test_fasta_in_a_read_only_folder(name, tmp_path, capsys):
             assert not os.access(ref.parent, os.W_OK)
     finally:
         ref.parent.chmod(0o755)
+
+
+def test_genome_cache_moves_with_the_option_and_info_names_it(tmp_path, monkeypatch, capsys):
+    """--cache-dir (then $SEQSSM_CACHE) places the genome cache; `seqssm info` says where it is and its bound."""
+    import gzip
+
+    ref = write(tmp_path / "in", "g.fa.gz", gzip.compress((">a\n" + mega_sequence(2)[:5000] + "\n").encode()))
+    assert main(["pretrain", "--data", ref, "--out", tmp_path / "pre", "--cache-dir", tmp_path / "mycache",
+                 *sets(PRE_TINY)]) == 0
+    assert sorted(p.suffix for p in (tmp_path / "mycache" / "genomes").iterdir()) == [".fa", ".fai"]
+    monkeypatch.setenv("SEQSSM_CACHE", str(tmp_path / "mycache"))
+    monkeypatch.setenv("SEQSSM_CACHE_MAX_GB", "3")
+    capsys.readouterr()
+    assert main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("genome cache"))
+    assert str(tmp_path / "mycache" / "genomes") in line and "bound 3 GiB" in line
