@@ -113,7 +113,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         model = seqssm.build_model(job.model)
         jobcli.init_model(model, t.init_from)
         task = _task_class()(model, t)
-        trainer = L.Trainer(
+        trainer = jobcli.make_trainer(
             accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
             max_epochs=-1, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
             num_sanity_val_steps=0, gradient_clip_val=t.grad_clip if t.grad_clip > 0 else None,

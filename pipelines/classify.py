@@ -174,7 +174,7 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
         train_dl = DataLoader(train, batch_size=d.batch_size, shuffle=True, collate_fn=collate,
                               generator=torch.Generator().manual_seed(t.seed), num_workers=d.num_workers)
         val_dl = DataLoader(val, batch_size=d.eval_batch_size, collate_fn=collate, num_workers=d.num_workers)
-        trainer = L.Trainer(
+        trainer = jobcli.make_trainer(
             accelerator=t.accelerator, devices=t.devices, precision=t.precision,
             max_steps=total, max_epochs=-1 if t.max_steps else t.max_epochs,
             val_check_interval=min(t.val_every, total), check_val_every_n_epoch=None, num_sanity_val_steps=0,

@@ -9,7 +9,6 @@ torch and the DNA plugin only.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ import torch
 
 from seqssm.atomic import atomic_open
 from seqssm.domains.dna import DNAInputError, LabelledSequences, NucleotideTokenizer, rc_conjoin
-from seqssm.domains.dna.alphabet import check_iupac
-from seqssm.domains.dna.fasta import read_fasta
+from seqssm.domains.dna.fasta import check_fasta, read_fasta
+from seqssm.domains.dna.tables import check_table, read_sequence_table
 from seqssm.pipelines.config import ClassifyJobConfig, UsageError
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".fa.gz", ".fasta.gz", ".fna.gz")
@@ -43,31 +42,9 @@ def _existing(path: str | os.PathLike, option: str) -> Path:
     return p
 
 
-def _csv_line_of_row(path: Path, index: int) -> int:
-    """The file line of data row `index` (0-based), counted as LabelledSequences.from_csv counts (blank rows
-    skipped)."""
-    seen = -1
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if lineno == 1 or not line.strip().strip(",\t"):
-                continue
-            seen += 1
-            if seen == index:
-                return lineno
-    return index + 2
-
-
 def check_lengths(ds: LabelledSequences, path: Path, max_length: int, truncation: str) -> None:
     """With truncation "error", the first sequence longer than max_length is a DNAInputError naming its line."""
-    if truncation != "error":
-        return
-    for i, s in enumerate(ds.sequences):
-        if len(s) > max_length:
-            loc = f"{path}: record {i + 1}" if is_fasta(path) else f"{path}:{_csv_line_of_row(path, i)}"
-            raise DNAInputError(
-                f"{loc}: sequence of length {len(s)} > data.max_length {max_length} "
-                "(set data.truncation=right or left to cut it)"
-            )
+    ds.check_max_length(max_length, truncation)
 
 
 def load_labelled(path, option: str, max_length: int, truncation: str, classes=None) -> LabelledSequences:
@@ -80,45 +57,21 @@ def load_labelled(path, option: str, max_length: int, truncation: str, classes=N
 
 
 def iter_records(path, option: str = "--data") -> Iterator[tuple[str, str, str | None]]:
-    """Stream (id, sequence, label or None) from a FASTA or CSV/TSV without reading the whole file.
+    """Stream (id, sequence, label or None) from a FASTA or CSV/TSV without keeping the whole file.
 
+    The whole file is checked first (the domain readers' rules), so a bad record fails before any compute.
     CSV ids come from an `id` or `name` column when there is one, else the line number; labels are optional.
     """
     p = _existing(path, option)
     if is_fasta(p):
+        check_fasta(p)
         for rec in read_fasta(p):
             label = next((w[6:] for w in rec.description.split()[1:] if w.startswith("label=")), None)
             yield rec.name, rec.sequence, label
         return
-    delim = "\t" if p.suffix.lower() == ".tsv" else ","
-    lineno = 0
-    try:
-        with open(p, encoding="utf-8", newline="") as fh:
-            rows = csv.reader(fh, delimiter=delim)
-            for lineno, row in enumerate(rows, start=1):
-                if "\x00" in "".join(row):
-                    raise DNAInputError(f"{p}:{lineno}: not a text file (NUL bytes)")
-                if lineno == 1:
-                    header = [h.strip().lower() for h in row]
-                    if "sequence" not in header:
-                        raise DNAInputError(f"{p}:1: header must name a 'sequence' column, got {header}")
-                    si = header.index("sequence")
-                    li = header.index("label") if "label" in header else None
-                    ii = next((header.index(k) for k in ("id", "name") if k in header), None)
-                    continue
-                if not "".join(row).strip():
-                    continue
-                seq = row[si].strip() if len(row) > si else ""
-                if not seq:
-                    raise DNAInputError(f"{p}:{lineno}: empty sequence")
-                check_iupac(seq, f"{p}:{lineno}")
-                rid = row[ii].strip() if ii is not None and len(row) > ii else str(lineno)
-                label = row[li].strip() if li is not None and len(row) > li else None
-                yield rid, seq, label or None
-    except UnicodeDecodeError:
-        raise DNAInputError(f"{p}:{lineno + 1}: not a text file (bytes that are not UTF-8)") from None
-    if lineno == 0:
-        raise DNAInputError(f"{p}:1: empty file (a header with a 'sequence' column is required)")
+    check_table(p, require_label=False)
+    for row in read_sequence_table(p, require_label=False):
+        yield row.id, row.sequence, row.label
 
 
 class ClassifyCollate:

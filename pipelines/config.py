@@ -351,7 +351,8 @@ class PretrainTrainConfig(TrainConfig):
     def validate(self, prefix: str = "") -> None:
         TrainConfig.validate(dataclasses.replace(self, max_steps=1), prefix)
         _require(self.max_steps == 0, prefix + "max_steps", self.max_steps,
-                 "must be 0: the number of steps is the sum of schedule.stages[*].steps")
+                 "must be 0: the number of steps is the sum of schedule.stages[*].steps (for a short run set "
+                 "e.g. schedule.stages=[{seq_len: 256, steps: 2}])")
         _require(self.checkpoint_every >= 1, prefix + "checkpoint_every", self.checkpoint_every, "must be >= 1")
         _require(self.keep_checkpoints >= 1, prefix + "keep_checkpoints", self.keep_checkpoints, "must be >= 1")
 

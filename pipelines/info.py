@@ -42,7 +42,21 @@ def collect() -> dict[str, str]:
     }
     if cuda:
         info["cuda devices"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    info["genome cache"] = _genome_cache()
     return info
+
+
+def _genome_cache() -> str:
+    """Where FASTA indexes and decompressed genomes go, what they take and the bound (domains.dna.genome_cache)."""
+    from seqssm.domains.dna import genome_cache as gc
+
+    d = gc.genome_dir()
+    used = sum(p.stat().st_size for p in d.iterdir() if p.is_file()) if d.is_dir() else 0
+    try:
+        bound = f"{gc.max_bytes() / (1 << 30):.3g} GiB"
+    except ValueError as err:
+        bound = str(err)
+    return f"{d} ({used / (1 << 20):.1f} MiB used, bound {bound}; ${gc.ENV_DIR}, ${gc.ENV_MAX_GB})"
 
 
 def run(args: argparse.Namespace) -> int:

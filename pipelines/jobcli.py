@@ -1,13 +1,20 @@
 """Pieces shared by the training jobs (`lm train`, `classify train`, `audio train`): the common arguments of a
 train action, loading the job config, `--print-config`, the learning-rate schedule with an optional wall-clock
-budget, and fitting with a final validation."""
+budget, the one construction of a Lightning Trainer (its start-up chatter goes to the run's log, not the console),
+and fitting with a final validation."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Callable, Sequence
+
+RUN_LOG = "lightning.log"  # in the run's logs/ folder, beside metrics.csv
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+_LIGHTNING_PACKAGES = ("lightning", "lightning_fabric", "pytorch_lightning", "lightning_utilities")
 
 
 def add_train_parser(sub, help: str, default_config: str, set_example: str, inputs: Sequence[tuple[str, str]],
@@ -51,6 +58,78 @@ def print_resolved(job) -> int:
     validate_tree(job)
     sys.stdout.write(OmegaConf.to_yaml(OmegaConf.structured(job)))
     return 0
+
+
+class _RunLog(logging.Handler):
+    """Lightning's log records go to the current run's log file; only errors also reach the console.
+
+    Lightning prints GPU/TPU availability, a "litlogger" tip, the model summary and why the fit stopped through
+    its loggers at INFO on every job; a user needs none of it to read the result, but the run keeps it. The file
+    is opened per record (the run folder is renamed into place when the job ends) and only while its folder
+    exists: a record after the job has published its folder is dropped, never written into a new folder.
+    """
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.path: Path | None = None
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            sys.stderr.write(f"{record.getMessage()}\n")
+        if self.path is None or not self.path.parent.is_dir():
+            return
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(self.format(record) + "\n")
+        except OSError:
+            self.handleError(record)
+
+
+_run_log = _RunLog()
+_show_warning = warnings.showwarning
+
+
+def _show_warning_quietly(message, category, filename, lineno, file=None, line=None):
+    """Lightning's own warnings (a logging interval longer than an epoch, dataloader workers) are advice about
+    Lightning settings the job chose; they join the run's log. Every other warning is shown as usual."""
+    path = str(filename).replace("\\", "/")
+    ours = category.__module__.startswith("lightning") or any(f"/{pkg}/" in path for pkg in _LIGHTNING_PACKAGES)
+    if ours and _run_log.path is not None:
+        _run_log.emit(logging.LogRecord("py.warnings", logging.WARNING, str(filename), lineno,
+                                        f"{category.__name__}: {message}", None, None))
+        return
+    _show_warning(message, category, filename, lineno, file, line)
+
+
+def _route_lightning_output(log_dir: Path | None) -> None:
+    """Send Lightning's log records (and its warnings) to `log_dir`/lightning.log from now on."""
+    for name in _LIGHTNING_LOGGERS:
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if type(h) is logging.StreamHandler:  # the console handler Lightning adds when it is imported
+                lg.removeHandler(h)
+        if _run_log not in lg.handlers:
+            lg.addHandler(_run_log)
+        lg.propagate = False
+        lg.setLevel(logging.INFO)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _run_log.path = log_dir / RUN_LOG
+    warnings.showwarning = _show_warning_quietly
+
+
+def make_trainer(**kwargs):
+    """The one place a job builds its `lightning.Trainer` (same arguments). Lightning's start-up lines, model
+    summary and advice go to RUN_LOG in the log folder of the trainer's first logger; the progress bar, and the
+    job's own lines (final numbers, the run folder), stay on the console."""
+    import lightning as L
+
+    logger = kwargs.get("logger")
+    first = logger[0] if isinstance(logger, (list, tuple)) and logger else logger
+    log_dir = getattr(first, "log_dir", None) if first not in (None, False, True) else None
+    _route_lightning_output(Path(log_dir) if log_dir else None)
+    return L.Trainer(**kwargs)
 
 
 def fit_and_validate(trainer, task, train_dl, val_dl) -> float:

@@ -272,7 +272,7 @@ def train_lm(job: LMJobConfig, overwrite: bool = False) -> dict:
             persistent_workers=d.num_workers > 0,
         )
         val_dl = DataLoader(ValWindows(data, d.val_max_windows), batch_size=d.batch_size, num_workers=d.num_workers)
-        trainer = L.Trainer(
+        trainer = jobcli.make_trainer(
             accelerator=t.accelerator,
             devices=t.devices,
             precision=t.precision,

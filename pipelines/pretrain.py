@@ -74,14 +74,15 @@ class Corpus:
     (pyfaidx), the files of an audio folder (quantised once, kept in memory as uint8/uint16), or one file of
     bytes (memory-mapped)."""
 
-    def __init__(self, source: str, path: str, holdout: float, sample_rate: int = 16000, bits: int = 8):
+    def __init__(self, source: str, path: str, holdout: float, sample_rate: int = 16000, bits: int = 8,
+                 cache_dir: str | None = None):
         self.source, self.path = source, Path(path)
         if not (self.path.is_file() or (source == "audio" and self.path.is_dir())):
             raise UsageError(f"--data {path}: no such {'file or folder' if source == 'audio' else 'file'}")
         if source == "fasta":
             from seqssm.domains.dna import IndexedGenome, NucleotideTokenizer
 
-            self.genome, self.tokenizer = IndexedGenome(self.path), NucleotideTokenizer()
+            self.genome, self.tokenizer = IndexedGenome(self.path, cache_dir), NucleotideTokenizer()
             lengths = self.genome.lengths
             if not lengths or not sum(lengths.values()):
                 raise UsageError(f"{self.path}: the FASTA has no sequence")
@@ -390,8 +391,9 @@ class _Steps(torch.utils.data.Dataset):
         return i
 
 
-def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
-    """Run (or resume) the job; writes checkpoints as it goes and the run folder's artifacts at the end."""
+def pretrain(job: PretrainJobConfig, resume: bool = False, cache_dir: str | None = None) -> dict:
+    """Run (or resume) the job; writes checkpoints as it goes and the run folder's artifacts at the end.
+    `cache_dir`: the genome cache's root (FASTA indexes, decompressed copies; default $SEQSSM_CACHE)."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
@@ -402,7 +404,8 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     if not job.data.path:
         raise UsageError("data.path is empty: pass --data FILE (or --set data.path=FILE)")
     t, total = job.train, job.schedule.total_steps
-    corpus = Corpus(job.data.source, job.data.path, job.data.holdout, job.data.sample_rate, job.data.bits)
+    corpus = Corpus(job.data.source, job.data.path, job.data.holdout, job.data.sample_rate, job.data.bits,
+                    cache_dir)
     corpus.check_window(max(st.seq_len for st in job.schedule.stages))
     out = Path(job.out_dir)
     ckpt_dir = out / CKPT_DIR
@@ -432,7 +435,7 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
             loggers.append(TensorBoardLogger(save_dir=str(out / "logs"), name="", version="tensorboard"))
         except ModuleNotFoundError as err:
             raise UsageError(f"train.tensorboard: {err} (pip install tensorboardX, or set train.tensorboard=false)")
-    trainer = L.Trainer(
+    trainer = jobcli.make_trainer(
         accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=total, max_epochs=-1,
         log_every_n_steps=min(t.log_every, total), logger=loggers,
         enable_checkpointing=False, enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
@@ -486,7 +489,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     job = load_job(args.config, args.set, args.data, args.out)
     if args.print_config:
         return jobcli.print_resolved(job)
-    m = pretrain(job, resume=args.resume)
+    m = pretrain(job, resume=args.resume, cache_dir=args.cache_dir)
     if not m:  # a DDP process other than 0: process 0 reports
         return 0
     unit = UNITS[job.data.source]
@@ -502,6 +505,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", help="FASTA (data.source fasta), an audio file or folder (audio) or any file (bytes); "
                                   "sets data.path")
     p.add_argument("--out", help="run folder; sets out_dir")
+    p.add_argument("--cache-dir", help="genome cache for FASTA indexes and decompressed .gz copies (default: "
+                                       "$SEQSSM_CACHE, else ~/.cache/seqssm); nothing is written beside --data")
     p.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in --out")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=_cmd_pretrain)

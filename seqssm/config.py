@@ -249,8 +249,20 @@ def load_config(schema_cls: type, path: str | os.PathLike | None = None, overrid
     try:
         validate_tree(obj)
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        raise ConfigError(f"{_culprit(str(err), source, overrides)}: {err}") from None
     return obj
+
+
+def _culprit(message: str, source: str, overrides: Sequence[str]) -> str:
+    """Who set the key a validation message starts with ("train.max_steps: ..."): the last override of that key
+    (or of a parent of it), else the file. Blaming the shipped YAML for a value the user typed sends them to the
+    wrong place."""
+    key = message.split(":", 1)[0].strip()
+    for item in reversed(list(overrides)):
+        k = item.split("=", 1)[0].strip()
+        if key == k or key.startswith((k + ".", k + "[")):
+            return f"override {item!r}"
+    return source
 
 
 def save_config(obj: Any, path: str | os.PathLike) -> None:

@@ -8,3 +8,21 @@ busy process, OpenMP's spinning worker threads instead slow the many small opera
 import torch
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_genome_cache(tmp_path_factory):
+    """FASTA indexes and decompressed genomes go to a cache (domains/dna/genome_cache.py); keep the suite's out of
+    the user's ~/.cache. Subprocesses inherit the variable."""
+    import os
+
+    old = os.environ.get("SEQSSM_CACHE")
+    os.environ["SEQSSM_CACHE"] = str(tmp_path_factory.mktemp("seqssm-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SEQSSM_CACHE", None)
+    else:
+        os.environ["SEQSSM_CACHE"] = old

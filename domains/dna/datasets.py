@@ -9,7 +9,6 @@ policy and the RC augmentation can act on the padded id batch.
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import re
@@ -19,20 +18,12 @@ from typing import NamedTuple, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from seqssm.domains.dna.alphabet import IUPAC_SET, DNAInputError, first_non_iupac
+from seqssm.domains.dna.alphabet import DNAInputError
 from seqssm.domains.dna.fasta import IndexedGenome, read_fasta
+from seqssm.domains.dna.tables import read_sequence_table
 from seqssm.domains.dna.tokenizer import NucleotideTokenizer
 
 _HEADER_LABEL = re.compile(r"(?:^|\s)label=(\S+)")
-
-
-def _check_seq(seq: str, context: str) -> str:
-    if not seq:
-        raise DNAInputError(f"{context}: empty sequence")
-    if not set(seq) <= IUPAC_SET:  # the fast test; the slow scan only to name the character
-        i = first_non_iupac(seq)
-        raise DNAInputError(f"{context}: character {seq[i]!r} at column {i + 1} is not an IUPAC nucleotide code")
-    return seq
 
 
 def _class_order(labels: Sequence[str]) -> list[str]:
@@ -55,9 +46,20 @@ class LabelledSequences(Dataset):
         if len(sequences) != len(labels):
             raise ValueError(f"{source}: {len(sequences)} sequences but {len(labels)} labels")
         self.sequences, self.labels, self.classes, self.source = sequences, labels, list(classes), source
+        self.where = [f"{source}: row {i + 1}" for i in range(len(sequences))]  # the reader's file:line, if any
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def check_max_length(self, max_length: int, truncation: str) -> None:
+        """With truncation "error", the first sequence longer than max_length is a DNAInputError naming its
+        file line or record (cutting is the collate's job when truncation is "right" or "left")."""
+        if truncation != "error":
+            return
+        for i, s in enumerate(self.sequences):
+            if len(s) > max_length:
+                raise DNAInputError(f"{self.where[i]}: sequence of length {len(s)} > data.max_length {max_length} "
+                                    "(set data.truncation=right or left to cut it)")
 
     def __getitem__(self, i: int) -> tuple[str, int]:
         return self.sequences[i], self.labels[i]
@@ -80,40 +82,21 @@ class LabelledSequences(Dataset):
             if lab not in index:
                 raise DNAInputError(f"{loc}: unknown label {lab!r} (known: {', '.join(classes)})")
             ids.append(index[lab])
-        return cls(seqs, ids, classes, str(path))
+        ds = cls(seqs, ids, classes, str(path))
+        ds.where = list(where)
+        return ds
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, classes: list[str] | None = None,
                  sequence_column: str = "sequence", label_column: str = "label") -> "LabelledSequences":
-        """GUE-style table with a header naming `sequence` and `label` (comma, or tab for .tsv / tab headers)."""
+        """GUE-style table with a header naming `sequence` and `label` (comma, or tab for .tsv / tab headers);
+        read by tables.read_sequence_table (fields of any length)."""
         p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: file not found")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise DNAInputError(f"{p}: not a text file (bytes that are not UTF-8)") from None
-        if "\x00" in text:
-            raise DNAInputError(f"{p}: not a text file (NUL bytes)")
-        lines = text.splitlines()  # handles \r\n
-        if not lines:
-            raise DNAInputError(f"{p}:1: empty file (a header '{sequence_column},{label_column}' is required)")
-        delim = "\t" if p.suffix.lower() == ".tsv" or "\t" in lines[0] else ","
-        rows = csv.reader(lines, delimiter=delim)
-        header = [h.strip().lower() for h in next(rows)]
-        if sequence_column not in header or label_column not in header:
-            raise DNAInputError(f"{p}:1: header must name columns {sequence_column!r} and {label_column!r}, got {header}")
-        si, li = header.index(sequence_column), header.index(label_column)
         seqs, labels, where = [], [], []
-        for lineno, row in enumerate(rows, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            loc = f"{p}:{lineno}"
-            if len(row) <= max(si, li) or not row[li].strip():
-                raise DNAInputError(f"{loc}: missing label")
-            seqs.append(_check_seq(row[si].strip(), loc))
-            labels.append(row[li].strip())
-            where.append(loc)
+        for row in read_sequence_table(p, True, sequence_column, label_column):
+            seqs.append(row.sequence)
+            labels.append(row.label)
+            where.append(f"{p}:{row.line}")
         return cls._build(p, seqs, labels, where, classes)
 
     @classmethod

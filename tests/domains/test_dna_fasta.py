@@ -38,9 +38,9 @@ BAD_FASTA = [
     ("empty_header", b">\nAC\n", ":1:", "empty FASTA header"),
     ("binary_junk", b">a\nAC\n\x00\x01\xff\xfe\n", ":3:", "not a text file"),
     ("control_bytes", b">a\nAC\x00GT\n", ":2:", "not a text file"),
-    ("non_iupac", b">a\nACGT\nACXT\n", ":3:", "'X' is not an IUPAC"),
-    ("rna_u", b">a\nACGU\n", ":2:", "'U' is not an IUPAC"),
-    ("gap_dash", b">a\nAC-GT\n", ":2:", "'-' is not an IUPAC"),
+    ("non_iupac", b">a\nACGT\nACXT\n", ":3:", "'X' at column 3 is not an IUPAC"),
+    ("rna_u", b">a\nACGU\n", ":2:", "'U' at column 4 is not an IUPAC"),
+    ("gap_dash", b">a\nAC-GT\n", ":2:", "'-' at column 3 is not an IUPAC"),
 ]
 
 
@@ -72,9 +72,10 @@ def test_indexed_genome_fetch_strands(tmp_path, compress):
         assert g.fetch("chr1", 20, 22) == "AT"
         assert g.fetch("chr1", 8, 12, "-") == "GGTT"
         assert g.fetch("chr2", 2, 6) == "ttGG"  # soft-masking kept
-    if compress:
-        cached = list((tmp_path / "cache").iterdir())
-        assert len(cached) == 2 and not any(c.name.endswith(".tmp") for c in cached)  # fasta + .fai, no leftovers
+    cached = sorted(c.name for c in (tmp_path / "cache" / "genomes").iterdir())
+    # gzip: a plain copy and its .fai; plain: the .fai only; never a temporary file, never a file beside the input
+    assert [c.split(".", 1)[1] for c in cached] == (["fa", "fa.fai"] if compress else ["fai"])
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cache", p.name]
 
 
 @pytest.mark.parametrize(

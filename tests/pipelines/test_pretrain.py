@@ -199,7 +199,7 @@ def test_bad_config(genome, tmp_path, capsys, kv, key):
     assert key in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, match", [("", "does not contain a valid sequence"), (">empty\n", "has no sequence"),
+@pytest.mark.parametrize("content, match", [("", "no FASTA records (empty file)"), (">empty\n", "has no sequence"),
                                             (">short\nACGTACGTAC\n", "not enough for a window of schedule seq_len")],
                          ids=["empty-file", "empty-record", "shorter-than-a-window"])
 def test_bad_genome_is_one_line_before_any_compute(tmp_path, capsys, content, match):
