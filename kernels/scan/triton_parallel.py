@@ -5,7 +5,8 @@ Dimension names: b batch · d channels · l length · n state size · g groups o
 Selected with `selective_scan(..., backend="triton", triton_design="parallel")`; same contract, inputs and outputs
 as the sequential design (triton_scan.py), whose layout helpers it shares. Memory beyond inputs and outputs: the
 state entering every tile (b, d, l / BLOCK_L + 1, n) float32, written by the forward and read by the backward,
-per-channel-block partial sums of ∂B, ∂C (b, d / BLOCK_D, n, l) and a (b, d, 2, n) carry in backward. Runs on CUDA tensors, or on CPU tensors under the
+float32 sums of ∂B, ∂C of time-varying layouts (b, g, n, l) (atomic adds, see triton_parallel_kernels.py) and a
+(b, d, 2, n) carry in backward. Runs on CUDA tensors, or on CPU tensors under the
 Triton interpreter (TRITON_INTERPRET=1 before triton is first imported).
 """
 
@@ -67,19 +68,21 @@ def _bwd_call(u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx, softplus, dout
     cfg = tile_config(l, [dg for dg, ti in ((dg_b, b_ti), (dg_c, c_ti)) if not ti], d, "bwd")
     n_tiles = ckpt.shape[2] - 1
     n_blk = _cdiv(d, cfg["BLOCK_D"])
+    f32 = dict(dtype=torch.float32, device=u.device)
     grads = dict(
         du=_out(u.shape, u.dtype, u.device), ddelta=_out(delta.shape, delta.dtype, u.device),
         dz=_out(z.shape, z.dtype, u.device) if z is not None else None,
         dA=_out((b, d, n), torch.float32, u.device),
-        dBp=_out((b, d, n) if b_ti else (b, n_blk, n, l), torch.float32, u.device),
-        dCp=_out((b, d, n) if c_ti else (b, n_blk, n, l), torch.float32, u.device),
+        # time-varying: (b, g, n, l) sums that the blocks add to (zeros first); time-invariant: per (b, d, n)
+        dB=_out((b, d, n), torch.float32, u.device) if b_ti else torch.zeros(b, d // dg_b, n, l, **f32),
+        dC=_out((b, d, n), torch.float32, u.device) if c_ti else torch.zeros(b, d // dg_c, n, l, **f32),
         dD=_out((b, d), torch.float32, u.device) if D is not None else None,
         dbias=_out((b, d), torch.float32, u.device) if delta_bias is not None else None,
         dh0=_out((b, d, n), torch.float32, u.device),
     )
     g_carry = torch.empty(b, d, 2, n, dtype=torch.float32, device=u.device)
     args = (u, delta, A, Bt, Ct, D, z, delta_bias, ckpt, dout, dh_last, seq_idx, g_carry, *grads.values(),
-            l, d, n, dg_b, dg_c, n_tiles, n_blk, u.stride(0), u.stride(1), *sB, *sC)
+            l, d, n, dg_b, dg_c, n_tiles, u.stride(0), u.stride(1), *sB, *sC)
     kw = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
               HAS_DHLAST=dh_last is not None, HAS_SEQ=seq_idx is not None, B_TI=b_ti, C_TI=c_ti, **cfg)
     return (b, n_blk), args, kw, grads
@@ -94,7 +97,7 @@ class _TritonParallelScan(torch.autograd.Function):
         grid, args, kw, out, ckpt = _fwd_call(u, delta, A, Br, Cr, D, z, delta_bias, h0, softplus, seq_idx)
         _pscan_fwd_kernel[grid](*args, **kw)
         ctx.save_for_backward(u, delta, A, Br, Cr, D, z, delta_bias, ckpt, seq_idx)
-        ctx.meta = (softplus, h0 is not None, B.shape, C.shape)
+        ctx.meta = (softplus, h0 is not None)
         return out, ckpt[:, :, -1].clone()
 
     @staticmethod
@@ -102,24 +105,17 @@ class _TritonParallelScan(torch.autograd.Function):
         from seqssm.kernels.scan.triton_parallel_kernels import _pscan_bwd_kernel
 
         u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx = ctx.saved_tensors
-        softplus, has_h0, b_shape, c_shape = ctx.meta
-        b, d, l = u.shape
-        n = A.shape[1]
+        softplus, has_h0 = ctx.meta
         dout = torch.zeros_like(u) if dout is None else dout.contiguous()
         dh_last = None if dh_last is None else dh_last.contiguous()
         grid, args, kw, gr = _bwd_call(u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx, softplus, dout, dh_last)
         _pscan_bwd_kernel[grid](*args, **kw)
-        n_blk = grid[1]
 
-        def reduce_bc(part, X):
-            if X.dim() == 2:
-                return part.sum(0).to(X.dtype)
-            g = 1 if X.dim() == 3 else X.shape[1]
-            per_group = part.view(b, g, n_blk // g, n, l).sum(2)  # the blocks of one group are contiguous
-            return per_group.view(X.shape).to(X.dtype)
+        def bc_grad(buf, X):  # (b, d, n) per batch row when time-invariant, else already (b, g, n, l)
+            return (buf.sum(0) if X.dim() == 2 else buf.view(X.shape)).to(X.dtype)
 
         return (
-            gr["du"], gr["ddelta"], gr["dA"].sum(0).to(A.dtype), reduce_bc(gr["dBp"], B), reduce_bc(gr["dCp"], C),
+            gr["du"], gr["ddelta"], gr["dA"].sum(0).to(A.dtype), bc_grad(gr["dB"], B), bc_grad(gr["dC"], C),
             None if D is None else gr["dD"].sum(0).to(D.dtype), gr["dz"],
             None if delta_bias is None else gr["dbias"].sum(0).to(delta_bias.dtype), gr["dh0"] if has_h0 else None,
             None, None,

@@ -34,8 +34,11 @@ is needed):
     ∂u_t = Δ_t Σ_n g_t B_t + D dy_t      ∂Δ_t = u_t Σ_n g_t B_t + Σ_n g_t (h_t - b_t) A
     ∂A  += Σ_t Δ_t g_t (h_t - b_t)        ∂B_t = Σ_d g_t Δ_t u_t       ∂C_t = Σ_d h_t dy_t
 B and C come in the strided form of triton_kernels.py ((b, g, n, l); time-invariant (d, n) with flag *_TI). A channel
-block never straddles two groups, so a block reads one group's B and C; sums over channels are written per block and
-summed by the caller (deterministic, no atomics).
+block never straddles two groups, so a block reads one group's B and C. ∂B_t and ∂C_t of a time-varying layout sum
+over the channels of a group: a block sums its own channels and adds the result to a float32 (b, g, n, l) buffer
+with an atomic add, as mamba_ssm's backward does. Per-block partial sums (the sequential design's deterministic
+way) would be (b, d / BLOCK_D, n, l) float32 here, with BLOCK_D = 1: the (b, d, l, n) tensor twice over. The price
+is the order of those float32 additions, which varies from run to run (differences at float32 rounding).
 """
 
 from __future__ import annotations
@@ -165,8 +168,8 @@ def _pscan_fwd_kernel(
 @triton.jit
 def _pscan_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, dout_ptr, dhlast_ptr, seq_ptr, gc_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dBp_ptr, dCp_ptr, dD_ptr, dbias_ptr, dh0_ptr,
-    L, DIM, N, DG_B, DG_C, N_TILES, N_DBLK,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dh0_ptr,
+    L, DIM, N, DG_B, DG_C, N_TILES,
     s_b, s_d,
     s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -185,7 +188,6 @@ def _pscan_bwd_kernel(
     ck = (b * DIM + offs_d) * (N_TILES + 1) * N
     dn = (b * DIM + offs_d) * N  # + n: per-(b, d, n) buffers (dA, dB/dC time-invariant, dh0)
     gc = (b * DIM + offs_d) * 2 * N  # + slot·N + n: the running adjoint G, (b, d, 2, n)
-    part = (b * N_DBLK + pid_d) * N  # + n: rows of this block's partial sums of ∂B, ∂C, (b, blocks, n, l)
     Dv = tl.zeros((BLOCK_D,), dtype=tl.float32)
     bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
     if HAS_D:
@@ -194,6 +196,9 @@ def _pscan_bwd_kernel(
         bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
     grp_b = (pid_d * BLOCK_D) // DG_B
     grp_c = (pid_d * BLOCK_D) // DG_C
+    # + n: rows of ∂B, ∂C (b, g, n, l) float32 for the block's group (time-varying layouts)
+    rows_b = (b * (DIM // DG_B) + grp_b) * N
+    rows_c = (b * (DIM // DG_C) + grp_c) * N
     zero = tl.zeros((BLOCK_D,), dtype=tl.float32)
     for n in range(N):  # G = ∂loss/∂h after the last step; the sums over tiles start at 0
         if HAS_DHLAST:
@@ -202,9 +207,9 @@ def _pscan_bwd_kernel(
             tl.store(gc_ptr + gc + n, zero, mask=md)
         tl.store(dA_ptr + dn + n, zero, mask=md)
         if B_TI:
-            tl.store(dBp_ptr + dn + n, zero, mask=md)
+            tl.store(dB_ptr + dn + n, zero, mask=md)
         if C_TI:
-            tl.store(dCp_ptr + dn + n, zero, mask=md)
+            tl.store(dC_ptr + dn + n, zero, mask=md)
     dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     tl.debug_barrier()
@@ -266,15 +271,15 @@ def _pscan_bwd_kernel(
             tl.store(dA_ptr + dn + n, tl.load(dA_ptr + dn + n, mask=md, other=0.0) + tl.sum(w * dt, axis=1),
                      mask=md)
             if B_TI:
-                tl.store(dBp_ptr + dn + n, tl.load(dBp_ptr + dn + n, mask=md, other=0.0) + tl.sum(g * dtu, axis=1),
+                tl.store(dB_ptr + dn + n, tl.load(dB_ptr + dn + n, mask=md, other=0.0) + tl.sum(g * dtu, axis=1),
                          mask=md)
-            else:  # Σ over this block's channels, all of one group; the caller sums the blocks of a group
-                tl.store(dBp_ptr + (part + n) * L + t, tl.sum(g * dtu, axis=0), mask=ml)
+            else:  # Σ over this block's channels (one group), added to the group's row
+                tl.atomic_add(dB_ptr + (rows_b + n) * L + t, tl.sum(g * dtu, axis=0), mask=ml, sem="relaxed")
             if C_TI:
-                tl.store(dCp_ptr + dn + n, tl.load(dCp_ptr + dn + n, mask=md, other=0.0) + tl.sum(hs * dy, axis=1),
+                tl.store(dC_ptr + dn + n, tl.load(dC_ptr + dn + n, mask=md, other=0.0) + tl.sum(hs * dy, axis=1),
                          mask=md)
             else:
-                tl.store(dCp_ptr + (part + n) * L + t, tl.sum(hs * dy, axis=0), mask=ml)
+                tl.atomic_add(dC_ptr + (rows_c + n) * L + t, tl.sum(hs * dy, axis=0), mask=ml, sem="relaxed")
         # 4. the per-step gradients of the tile
         u = tl.load(u_ptr + off, mask=mdl, other=0.0).to(tl.float32)
         du = gB * dt
