@@ -59,13 +59,13 @@ def _fwd_call(u, delta, A, B, C, D, z, delta_bias, h0, softplus, seq_idx):
     return (b, _cdiv(d, cfg["BLOCK_D"])), args, kw, out, ckpt
 
 
-def _bwd_call(u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx, softplus, dout, dh_last):
-    """(grid, args, constexpr kwargs, gradient buffers) of the backward launch."""
+def _bwd_call(u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx, softplus, dout, dh_last, block_l):
+    """(grid, args, constexpr kwargs, gradient buffers) of the backward launch; block_l: the forward's tile."""
     b, d, l = u.shape
     n = A.shape[1]
     Bt, dg_b, b_ti, sB = _bc_layout(B, d)
     Ct, dg_c, c_ti, sC = _bc_layout(C, d)
-    cfg = tile_config(l, [dg for dg, ti in ((dg_b, b_ti), (dg_c, c_ti)) if not ti], d, "bwd")
+    cfg = tile_config(l, [dg for dg, ti in ((dg_b, b_ti), (dg_c, c_ti)) if not ti], d, "bwd") | {"BLOCK_L": block_l}
     n_tiles = ckpt.shape[2] - 1
     n_blk = _cdiv(d, cfg["BLOCK_D"])
     f32 = dict(dtype=torch.float32, device=u.device)
@@ -97,7 +97,7 @@ class _TritonParallelScan(torch.autograd.Function):
         grid, args, kw, out, ckpt = _fwd_call(u, delta, A, Br, Cr, D, z, delta_bias, h0, softplus, seq_idx)
         _pscan_fwd_kernel[grid](*args, **kw)
         ctx.save_for_backward(u, delta, A, Br, Cr, D, z, delta_bias, ckpt, seq_idx)
-        ctx.meta = (softplus, h0 is not None)
+        ctx.meta = (softplus, h0 is not None, kw["BLOCK_L"])
         return out, ckpt[:, :, -1].clone()
 
     @staticmethod
@@ -105,10 +105,11 @@ class _TritonParallelScan(torch.autograd.Function):
         from seqssm.kernels.scan.triton_parallel_kernels import _pscan_bwd_kernel
 
         u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx = ctx.saved_tensors
-        softplus, has_h0 = ctx.meta
+        softplus, has_h0, block_l = ctx.meta
         dout = torch.zeros_like(u) if dout is None else dout.contiguous()
         dh_last = None if dh_last is None else dh_last.contiguous()
-        grid, args, kw, gr = _bwd_call(u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx, softplus, dout, dh_last)
+        grid, args, kw, gr = _bwd_call(u, delta, A, B, C, D, z, delta_bias, ckpt, seq_idx, softplus, dout, dh_last,
+                                       block_l)
         _pscan_bwd_kernel[grid](*args, **kw)
 
         def bc_grad(buf, X):  # (b, d, n) per batch row when time-invariant, else already (b, g, n, l)
@@ -192,7 +193,7 @@ def aot_cases() -> list[AotCase]:
                                            x["h0"], x["softplus"], x["seq_idx"])
         _, bargs, bkw, _ = _bwd_call(x["u"], x["delta"], x["A"], Br, Cr, x["D"], x["z"], x["delta_bias"], ckpt,
                                      x["seq_idx"], x["softplus"], torch.empty_like(out),
-                                     torch.empty(b, d, n, device="meta") if on else None)
+                                     torch.empty(b, d, n, device="meta") if on else None, kw["BLOCK_L"])
         for kernel, direction, a, k in ((_pscan_fwd_kernel, "fwd", args, kw), (_pscan_bwd_kernel, "bwd", bargs, bkw)):
             warps = k.pop("num_warps")
             signature, constexprs, aligned = _specialize(kernel, a, k)
@@ -201,7 +202,8 @@ def aot_cases() -> list[AotCase]:
                 continue
             seen.add(key)
             wide = "-i64" if "i64" in signature.values() else ""
-            name = (f"pscan_{direction}-{names[dtype]}-{layout}-{'all' if on else 'none'}-l{l}-n{n}"
+            lay = f"{layout}{groups}" if layout == "grouped" else layout
+            name = (f"pscan_{direction}-{names[dtype]}-{lay}-{'all' if on else 'none'}-l{l}-n{n}"
                     f"-D{k['BLOCK_D']}-L{k['BLOCK_L']}{wide}")
             cases.append(AotCase(name, kernel, signature, constexprs, num_warps=warps, aligned=aligned))
     return cases
