@@ -133,8 +133,7 @@ class _TritonScan(torch.autograd.Function):
         )
 
 
-DESIGNS = ("auto", "sequential", "parallel")
-# "auto" means this design until a GPU measurement (seqssm bench gpu, both designs side by side) says otherwise
+# what triton_design="auto" runs: this design until a GPU measurement of both (seqssm bench gpu) says otherwise
 AUTO_DESIGN = "sequential"
 
 
