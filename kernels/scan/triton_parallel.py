@@ -164,7 +164,8 @@ def _meta_inputs(dtype, layout: str, flags: bool, b: int, d: int, l: int, n: int
 # what tile_config or Triton's specialization produces (group sizes 1 and 2, short and unaligned lengths, N = 1 or
 # not a multiple of 16, 64-bit strides past 2^31 elements)
 _AOT_SHAPES = [
-    *[(dt, "var", on, 2, 1024, 4096, 16, 2) for dt in (torch.float32, torch.bfloat16, torch.float16) for on in (True, False)],
+    *[(dt, "var", on, 2, 1024, 4096, 16, 2)
+      for dt in (torch.float32, torch.bfloat16, torch.float16) for on in (True, False)],
     (torch.bfloat16, "mamba", True, 2, 1536, 2048, 16, 2),
     (torch.bfloat16, "ti", True, 2, 1024, 4096, 16, 2),
     (torch.bfloat16, "mixed", True, 2, 1024, 4096, 16, 2),
