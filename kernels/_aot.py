@@ -18,3 +18,6 @@ class AotCase:
     constexprs: dict = field(default_factory=dict)  # argument name -> value, for every tl.constexpr argument
     num_warps: int = 4
     num_stages: int = 3
+    # arguments Triton's launcher would mark divisible by 16 (aligned pointers, sizes and strides that are multiples
+    # of 16): ASTSource(..., attrs={(index,): [["tt.divisibility", 16]]}); without them loads do not vectorize
+    aligned: tuple = ()

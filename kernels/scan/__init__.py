@@ -6,9 +6,13 @@ Backends:
     "reference"  the sequential loop of reference.py: the executable spec, float32/float64, slow.
     "chunked"    chunked.py: fast pure PyTorch for CPU (or any device), O(b·d·l + b·d·n·chunk) memory,
                  recomputation in backward. Same numerics class as the reference (fp32 state, or fp64).
-    "triton"     triton_kernels.py: fused forward and recomputing backward in Triton, for CUDA tensors (or CPU
-                 tensors under the Triton interpreter, TRITON_INTERPRET=1, which is how CI tests it).
-                 Inputs float32/16/bf16, state and arithmetic float32. Not yet measured on a GPU.
+    "triton"     fused forward and recomputing backward in Triton, for CUDA tensors (or CPU tensors under the
+                 Triton interpreter, TRITON_INTERPRET=1, which is how CI tests it). Inputs float32/16/bf16, state
+                 and arithmetic float32. Not yet measured on a GPU. Two designs, chosen by `triton_design`:
+                 "sequential" (triton_kernels.py: each program steps through time one step at a time),
+                 "parallel" (triton_parallel_kernels.py: tiles contiguous along L, tl.associative_scan within a
+                 tile, the state carried from tile to tile); "auto" is "sequential" until a GPU measurement of
+                 both says otherwise (docs/kernels.md, "Mamba-1 scan: the two Triton designs").
     "auto"       "triton" for CUDA tensors (float32/16/bf16, no seq_idx) when Triton is importable, "chunked"
                  otherwise (with one warning on CUDA without Triton); never a path of other numerics silently.
 """
@@ -22,6 +26,7 @@ from seqssm.kernels._triton import auto_picks_triton, triton_usable
 from seqssm.kernels.scan.reference import selective_scan_reference, selective_state_update_reference
 
 BACKENDS = ("auto", "reference", "chunked", "triton")
+TRITON_DESIGNS = ("auto", "sequential", "parallel")
 
 
 def available_backends() -> tuple[str, ...]:
@@ -91,6 +96,7 @@ def selective_scan(
     return_last_state: bool = False,
     seq_idx: torch.Tensor | None = None,
     backend: str = "auto",
+    triton_design: str = "auto",
 ):
     """Selective scan h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t u_t, y_t = C_t·h_t + D u_t, times silu(z_t).
 
@@ -105,7 +111,10 @@ def selective_scan(
             which carries gradient, so scanning x[:a] then x[a:] from that state equals scanning x.
         seq_idx: (b, l) int32/int64, for several sequences packed in one row: where it changes, the state
             restarts from zero, so nothing leaks from one sequence into the next (initial_state seeds the first).
-        backend: "auto", "reference" or "chunked".
+        backend: "auto", "reference", "chunked" or "triton".
+        triton_design: which Triton kernel the "triton" backend runs (also when "auto" picks it): "sequential",
+            "parallel" or "auto" (today "sequential"). Naming a design with backend "reference" or "chunked" is
+            an error: they have none.
 
     Returns:
         out (b, d, l) in u's dtype, or (out, last_state).
@@ -120,6 +129,11 @@ def selective_scan(
         (torch.Size([2, 4, 64]), torch.Size([2, 4, 8]))
     """
     check_backend(backend, BACKENDS)
+    if triton_design not in TRITON_DESIGNS:
+        raise KernelInputError(
+            f"triton_design: unknown name {triton_design!r}; choose one of {', '.join(TRITON_DESIGNS)}")
+    if triton_design != "auto" and backend in ("reference", "chunked"):
+        raise KernelInputError(f"triton_design: {triton_design!r} names a triton kernel, but backend is {backend!r}")
     _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx)
     if backend == "auto":
         fits = u.dtype != torch.float64 and A.shape[1] <= 256
@@ -132,7 +146,8 @@ def selective_scan(
         from seqssm.kernels.scan.triton_scan import selective_scan_triton
 
         return selective_scan_triton(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx,
+            design=triton_design,
         )
     from seqssm.kernels.scan.chunked import selective_scan_chunked
 
@@ -187,4 +202,5 @@ def selective_state_update(
     return selective_state_update_reference(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
 
 
-__all__ = ["selective_scan", "selective_state_update", "selective_scan_reference", "available_backends", "BACKENDS"]
+__all__ = ["selective_scan", "selective_state_update", "selective_scan_reference", "available_backends", "BACKENDS",
+           "TRITON_DESIGNS"]

@@ -42,9 +42,9 @@ def _bc_layout(X: torch.Tensor, d: int):
     return X, d // X.shape[1], False, (X.stride(0), X.stride(1), X.stride(2), X.stride(3))
 
 
-def _block_d(d: int, dgs: list[int]) -> int:
-    """Channels per program: a power of two ≤ 32 that divides every group size, so no block straddles groups."""
-    blk = 32
+def _block_d(d: int, dgs: list[int], cap: int = 32) -> int:
+    """Channels per program: a power of two ≤ cap that divides every group size, so no block straddles groups."""
+    blk = cap
     while blk > 1 and any(dg % blk for dg in dgs):
         blk //= 2
     return min(blk, triton_next_pow2(d))
@@ -133,11 +133,18 @@ class _TritonScan(torch.autograd.Function):
         )
 
 
+# what triton_design="auto" runs: this design until a GPU measurement of both (seqssm bench gpu) says otherwise
+AUTO_DESIGN = "sequential"
+
+
 def selective_scan_triton(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None,
-    return_last_state=False, seq_idx=None,
+    return_last_state=False, seq_idx=None, design="auto",
 ):
-    """Triton backend; same contract as seqssm.kernels.selective_scan (inputs already validated there)."""
+    """Triton backend; same contract as seqssm.kernels.selective_scan (inputs already validated there).
+
+    design: "sequential" (this file: each program walks time one step at a time), "parallel"
+    (triton_parallel.py: tiles along L scanned with tl.associative_scan) or "auto" (AUTO_DESIGN)."""
     ok, why = triton_usable(u.device)
     if not ok:
         raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
@@ -147,11 +154,15 @@ def selective_scan_triton(
     if n > MAX_STATE:
         raise KernelInputError(f"A: state size N = {n} is too large for the triton backend (at most {MAX_STATE})")
     f32 = lambda x: None if x is None else x.to(torch.float32).contiguous()  # noqa: E731
-    out, h_last = _TritonScan.apply(
-        u.contiguous(), delta.contiguous(), f32(A), B, C, f32(D), None if z is None else z.contiguous(),
-        f32(delta_bias), f32(initial_state), bool(delta_softplus),
-        None if seq_idx is None else seq_idx.to(torch.int64).contiguous(),
-    )
+    args = (u.contiguous(), delta.contiguous(), f32(A), B, C, f32(D), None if z is None else z.contiguous(),
+            f32(delta_bias), f32(initial_state), bool(delta_softplus),
+            None if seq_idx is None else seq_idx.to(torch.int64).contiguous())
+    if (AUTO_DESIGN if design == "auto" else design) == "parallel":
+        from seqssm.kernels.scan.triton_parallel import _TritonParallelScan
+
+        out, h_last = _TritonParallelScan.apply(*args)
+    else:
+        out, h_last = _TritonScan.apply(*args)
     return (out, h_last) if return_last_state else out
 
 

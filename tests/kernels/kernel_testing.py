@@ -50,13 +50,13 @@ def make_inputs(b, d, l, n, layout, flags, dtype=torch.float64, dt_scale=0.5, a_
     return x
 
 
-def run(inputs, flags, backend, dtype):
-    """Outputs and the gradients of a random projection of them, for every input."""
+def run(inputs, flags, backend, dtype, **kw):
+    """Outputs and the gradients of a random projection of them, for every input; kw go to selective_scan."""
     cast = {k: v.detach().to(dtype if k != "A" and k != "initial_state" else torch.float32
                               if dtype != torch.float64 else torch.float64).requires_grad_(True)
             for k, v in inputs.items()}
     res = selective_scan(**cast, delta_softplus="delta_softplus" in flags,
-                         return_last_state="return_last_state" in flags, backend=backend)
+                         return_last_state="return_last_state" in flags, backend=backend, **kw)
     outs = list(res) if isinstance(res, tuple) else [res]
     gen = torch.Generator().manual_seed(1)
     loss = sum((o.double() * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device)).sum()

@@ -21,11 +21,12 @@ def _cuda(inputs):
 @pytest.mark.parametrize("l", [1, 63, 64, 65, 1000, 4096], ids=lambda l: f"L{l}")
 @pytest.mark.parametrize("layout", ["var", "grouped", "ti", "mixed"])
 @pytest.mark.parametrize("flagset", ["all", "none"])
-def test_triton_on_gpu_matches_reference(l, layout, flagset):
+@pytest.mark.parametrize("design", ["sequential", "parallel"])
+def test_triton_on_gpu_matches_reference(l, layout, flagset, design):
     flags = FLAGS if flagset == "all" else ()
     inputs = make_inputs(2, 64, l, 16, layout, flags)
     want = run(inputs, flags, "reference", torch.float64)
-    got = run(_cuda(inputs), flags, "triton", torch.float32)
+    got = run(_cuda(inputs), flags, "triton", torch.float32, triton_design=design)
     got = ([o.cpu() for o in got[0]], {k: v.cpu() for k, v in got[1].items()})
     assert_close(got, want, 1e-5)
 
@@ -38,7 +39,8 @@ def test_chunked_on_gpu_matches_reference():
     assert_close(got, want, 1e-5)
 
 
-def test_million_steps_triton_equals_chunked_segments():
+@pytest.mark.parametrize("design", ["sequential", "parallel"])
+def test_million_steps_triton_equals_chunked_segments(design):
     """L = 2^20 in one triton call equals the chunked backend run in 16 segments with carried state."""
     b, d, l, n = 1, 64, 1 << 20, 16
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -47,7 +49,7 @@ def test_million_steps_triton_equals_chunked_segments():
     A = -torch.rand(d, n, device="cuda", generator=g) * 0.05
     B = torch.randn(b, n, l, device="cuda", generator=g)
     C = torch.randn(b, n, l, device="cuda", generator=g)
-    y, h = selective_scan(u, delta, A, B, C, return_last_state=True, backend="triton")
+    y, h = selective_scan(u, delta, A, B, C, return_last_state=True, backend="triton", triton_design=design)
     state, seg = None, l // 16
     for s in range(0, l, seg):
         sl = slice(s, s + seg)
@@ -57,7 +59,8 @@ def test_million_steps_triton_equals_chunked_segments():
     assert rel_err(h, state) < 1e-5
 
 
-def test_offsets_past_two_to_the_31():
+@pytest.mark.parametrize("design", ["sequential", "parallel"])
+def test_offsets_past_two_to_the_31(design):
     """b·d·l > 2^31 elements: the last channel's last step must be right (32-bit offsets would wrap)."""
     b, d, l, n = 1, 2304, 1 << 20, 4  # 2.4e9 elements per (b, d, l) tensor, bf16 to fit
     free, _ = torch.cuda.mem_get_info()
@@ -69,7 +72,7 @@ def test_offsets_past_two_to_the_31():
     A = -torch.rand(d, n, device="cuda", generator=g)
     B = torch.randn(b, n, l, device="cuda", dtype=torch.bfloat16, generator=g)
     C = torch.randn(b, n, l, device="cuda", dtype=torch.bfloat16, generator=g)
-    y = selective_scan(u, delta, A, B, C, backend="triton")
+    y = selective_scan(u, delta, A, B, C, backend="triton", triton_design=design)
     tail = slice(l - 300, l)
     ch = slice(d - 2, d)
     # the last channels over the last steps, recomputed from a state carried by the chunked scan over a short tail

@@ -156,6 +156,23 @@ def test_unknown_backend_is_named():
         selective_scan(**{k: v.detach() for k, v in good().items()}, backend="cuda")
 
 
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(backend="triton", triton_design="fast"),
+         "triton_design: unknown name 'fast'; choose one of auto, sequential, parallel"),
+        (dict(backend="chunked", triton_design="parallel"),
+         "triton_design: 'parallel' names a triton kernel, but backend is 'chunked'"),
+        (dict(backend="reference", triton_design="sequential"),
+         "triton_design: 'sequential' names a triton kernel, but backend is 'reference'"),
+    ],
+    ids=["unknown-design", "design-with-chunked", "design-with-reference"],
+)
+def test_triton_design_is_validated(kw, message):
+    with pytest.raises(KernelInputError, match=message):
+        selective_scan(**{k: v.detach() for k, v in good().items()}, **kw)
+
+
 def test_million_step_scan_equals_the_reference_in_segments():
     """L = 2^20 in one chunked call equals the float64 reference run over 16 segments with the state carried:
     no drift, overflow or index trouble at a million steps."""
