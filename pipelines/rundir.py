@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from seqssm.atomic import atomic_write_text
-from seqssm.pipelines.config import UsageError
+from seqssm.pipelines.jobconfig import UsageError
 
 STAGING_PREFIX = ".staging-"
 

@@ -1,69 +1,23 @@
-"""Pieces shared by the training jobs (`lm train`, `classify train`, `audio train`): the common arguments of a
-train action, loading the job config, `--print-config`, the learning-rate schedule with an optional wall-clock
-budget, and fitting with a final validation."""
+"""The training toolkit shared by the Lightning jobs (`lm train`, `classify train`, `audio train`, `pretrain`):
+the wall-clock budget, AdamW with the one learning-rate schedule, the MoE auxiliary loss, initialisation from a
+pretrained backbone, fitting with a final validation, and the loss-curve plot.
+
+Dimension names: none (scalars and histories only).
+"""
 
 from __future__ import annotations
 
-import sys
+import math
 import time
 import warnings
-from typing import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
+import torch
 
-def add_train_parser(sub, help: str, default_config: str, set_example: str, inputs: Sequence[tuple[str, str]],
-                     func: Callable) -> None:
-    """A `train` action: --config, --set, the job's own input options (flag, help), --out, --overwrite and
-    --print-config."""
-    tr = sub.add_parser("train", help=help)
-    tr.add_argument("--config", help=f"job YAML, or a shipped config name (default: {default_config})")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"override, e.g. {set_example}")
-    for flag, text in inputs:
-        tr.add_argument(flag, help=text)
-    tr.add_argument("--out", help="run folder; sets out_dir")
-    tr.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty run folder")
-    tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    tr.set_defaults(func=func)
+from seqssm.checkpoint import load_backbone_weights
 
-
-def load_job(schema, config: str | None, default_config: str, overrides=(), inputs: dict | None = None):
-    """The job config: a shipped config name or YAML path (default_config when None), `--set` overrides, then
-    the command line's inputs {dotted key: value} (None values are left as the config has them)."""
-    import seqssm
-    from seqssm.pipelines.lm import resolve_config_path
-
-    job = seqssm.load_config(schema, str(resolve_config_path(config or default_config)), list(overrides or ()))
-    for key, value in (inputs or {}).items():
-        if value is not None:
-            *parents, leaf = key.split(".")
-            node = job
-            for name in parents:
-                node = getattr(node, name)
-            setattr(node, leaf, value)
-    return job
-
-
-def print_resolved(job) -> int:
-    """Validate a job config and print it as YAML (the `--print-config` action); returns exit status 0."""
-    from omegaconf import OmegaConf
-
-    from seqssm.config import validate_tree
-
-    validate_tree(job)
-    sys.stdout.write(OmegaConf.to_yaml(OmegaConf.structured(job)))
-    return 0
-
-
-def fit_and_validate(trainer, task, train_dl, val_dl) -> float:
-    """trainer.fit, then one more validation unless the last one already ran at the final step (the task keeps
-    history["val"] as [step, value] pairs). Returns the wall-clock seconds."""
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-        trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
-        if not task.history["val"] or task.history["val"][-1][0] != trainer.global_step:
-            trainer.validate(task, dataloaders=val_dl, verbose=False)
-    return time.perf_counter() - t0
+LN2 = math.log(2.0)
 
 
 class TimeBudget:
@@ -87,38 +41,122 @@ class TimeBudget:
         return {"max_time": {"seconds": self.seconds}} if self.seconds else {}
 
 
-def lr_schedule(train_cfg, total_steps: int, budget: TimeBudget):
+def lr_schedule(warmup_steps: int, total_steps: int, min_lr_ratio: float, budget: TimeBudget | None = None):
     """The multiplier of the base lr at optimizer step s: linear warm-up, then cosine decay to min_lr_ratio at
-    total_steps. With a time budget, the cosine runs at the larger of the step's and the clock's progress, so the
-    learning rate has come down by the time the budget is spent, however fast the machine is."""
-    from seqssm.pipelines.lm import lr_lambda
+    total_steps (SGDR, Loshchilov & Hutter 2017, eq. 5, one cycle). With a time budget, the cosine runs at the
+    larger of the step's and the clock's progress, so the learning rate has come down by the time the budget is
+    spent, however fast the machine is."""
 
-    t = train_cfg
-    by_step = lr_lambda(t.warmup_steps, total_steps, t.min_lr_ratio)
+    def cosine(step: float) -> float:
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def f(step: int) -> float:
-        spent = budget.fraction()
-        if step < t.warmup_steps or not budget.seconds:
-            return by_step(step)
-        return by_step(max(step, t.warmup_steps + spent * (total_steps - t.warmup_steps)))
+        spent = budget.fraction() if budget is not None else 0.0  # the first reading starts the clock
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if not spent:
+            return cosine(step)
+        return cosine(max(step, warmup_steps + spent * (total_steps - warmup_steps)))
 
     return f
-
-
-def init_model(model, init_from: str) -> None:
-    """train.init_from: start the backbone from a saved model (fine-tuning); nothing when empty."""
-    if init_from:
-        from seqssm.checkpoint import load_backbone_weights
-
-        load_backbone_weights(model, init_from)
 
 
 def optimizers(model, train_cfg, total_steps: int, budget: TimeBudget) -> dict:
     """What a task's configure_optimizers returns: AdamW over model.param_groups (no decay on A_log, D, norms,
     biases, embeddings) and the per-step lr_schedule."""
-    import torch
-
     t = train_cfg
     opt = torch.optim.AdamW(model.param_groups(t.weight_decay), lr=t.lr, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t, total_steps, budget))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(t.warmup_steps, total_steps, t.min_lr_ratio, budget))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+
+def moe_aux_loss(task, model) -> "torch.Tensor | float":
+    """The MoE load-balancing loss to add to a training loss (0 without MoE layers); logs it and the tokens the
+    experts' capacity dropped this step, so that no token is dropped silently."""
+    if not model.moe_layers():
+        return 0.0
+    aux = model.aux_loss()
+    task.log("moe_aux_loss", aux.detach(), on_step=True, on_epoch=False)
+    task.log("moe_dropped_tokens", float(sum(m.last_dropped for m in model.moe_layers())), on_step=True,
+             on_epoch=False)
+    return aux
+
+
+def init_model(model, init_from: str) -> None:
+    """train.init_from: start the backbone from a saved model (fine-tuning); nothing when empty."""
+    if init_from:
+        load_backbone_weights(model, init_from)
+
+
+def fit_and_validate(trainer, task, train_dl, val_dl) -> float:
+    """trainer.fit, then one more validation unless the last one already ran at the final step (the task keeps
+    history["val"] as [step, value] pairs). Returns the wall-clock seconds."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+        trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
+        if not task.history["val"] or task.history["val"][-1][0] != trainer.global_step:
+            trainer.validate(task, dataloaders=val_dl, verbose=False)
+    return time.perf_counter() - t0
+
+
+def _series(pairs) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([s for s, _ in pairs], dtype=float), np.array([v for _, v in pairs], dtype=float))
+
+
+def plot_curves(history: dict, path: Path, title: str, unit: str = "byte", metrics: tuple[str, ...] = (),
+                monitor: str = "") -> None:
+    """The loss curves of a run, as PNG. history: {"train": [[step, nats]], "val": [[step, nats or row]]}.
+
+    Without `metrics`: train and validation loss in bits per `unit` against step, the whole run and a zoom on its
+    last 80 %. With `metrics` (validation rows are dicts holding "val_loss" and those keys): the training
+    cross-entropy in nats beside the validation metrics, `monitor` drawn bold.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    steps, loss = _series(history["train"])
+    scale = 1.0 if metrics else 1.0 / LN2
+    loss = loss * scale
+    k = max(1, len(loss) // 50)
+    vs = np.array([s for s, _ in history["val"]], dtype=float)
+    if metrics:
+        vloss = np.array([r["val_loss"] for _, r in history["val"]], dtype=float)
+    else:
+        vloss = np.array([v for _, v in history["val"]], dtype=float) * scale
+    panels = (axes[0],) if metrics else axes
+    for ax, zoom in zip(panels, (False, True)):
+        ax.plot(steps, loss, lw=0.8, alpha=0.5, label="train (per step)")
+        if k > 1:
+            ax.plot(steps[k - 1 :], np.convolve(loss, np.ones(k) / k, mode="valid"), lw=1.6, label=f"train (mean of {k})")
+        if len(vs):
+            ax.plot(vs, vloss, "o-", lw=1.6, label="dev" if metrics else "validation")
+        if zoom and len(steps) > 5:
+            start = steps[0] + 0.2 * (steps[-1] - steps[0])
+            tail = np.concatenate([loss[steps >= start], vloss[vs >= start]])
+            lo, hi = np.percentile(tail, 1), np.percentile(tail, 99)
+            pad = 0.1 * (hi - lo) + 1e-3
+            ax.set_xlim(start, steps[-1])
+            ax.set_ylim(lo - pad, hi + pad)
+            ax.set_title("last 80 % of the run", fontsize=9)
+        else:
+            ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("cross-entropy (nats)" if metrics else f"loss (bits per {unit})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if metrics:
+        b = axes[1]
+        for key in metrics:
+            b.plot(vs, [r[key] for _, r in history["val"]], "o-", lw=2.2 if key == monitor else 1.0, label=key)
+        b.set(xlabel="optimizer step", ylabel="dev metric", title="dev split (single strand)")
+        b.grid(alpha=0.3)
+        b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -36,6 +36,12 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def require(ok: bool, key: str, value, what: str) -> None:
+    """The one value check of every config (core and jobs): ConfigError `key: what, got value` unless ok."""
+    if not ok:
+        raise ConfigError(f"{key}: {what}, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Architecture of a Mamba model (defaults follow mamba_ssm's `Mamba` block, paper section 3.4)."""
@@ -179,12 +185,20 @@ class GenerateConfig:
     top_p: float = 1.0  # 1.0: no nucleus filter
     seed: int = 0
 
-    def validate(self, prefix: str = "") -> None:
-        p = prefix
-        _check(self.max_new_tokens >= 0, p + "max_new_tokens", f"must be >= 0, got {self.max_new_tokens}")
-        _check(self.temperature >= 0, p + "temperature", f"must be >= 0, got {self.temperature}")
-        _check(self.top_k >= 0, p + "top_k", f"must be >= 0, got {self.top_k}")
-        _check(0 < self.top_p <= 1, p + "top_p", f"must be in (0, 1], got {self.top_p}")
+    def validate(self, prefix: str = "", as_options: bool = False) -> None:
+        """The one check of the sampling options (generate(), `lm sample`, `audio generate`): ConfigError naming
+        the key, or with `as_options` the command-line option (top_p -> --top-p)."""
+
+        def name(key: str) -> str:
+            return "--" + key.replace("_", "-") if as_options else prefix + key
+
+        whole = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
+        require(whole(self.max_new_tokens) and self.max_new_tokens >= 0, name("max_new_tokens"),
+                self.max_new_tokens, "must be an int >= 0")
+        require(self.temperature >= 0, name("temperature"), self.temperature, "must be >= 0 (0: greedy)")
+        require(whole(self.top_k) and self.top_k >= 0, name("top_k"), self.top_k,
+                "must be an int >= 0 (0: no top-k filter)")
+        require(0 < self.top_p <= 1, name("top_p"), self.top_p, "must be in (0, 1]")
 
 
 def validate_tree(obj: Any, prefix: str = "") -> None:

@@ -1,4 +1,4 @@
-"""Data, scoring and generation of the audio jobs (no Lightning here: `seqssm audio eval` and `generate` load a
+"""Scoring, run loading and generation of the audio jobs (no Lightning here: `seqssm audio eval` and `generate` load a
 trained run and use the model directly).
 
 Dimension names: b batch · l samples · v vocabulary (2^bits quantisation levels).
@@ -11,7 +11,6 @@ token is the quantiser's zero level (silence), so the first sample of a clip cou
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,55 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
-from seqssm.pipelines.config import AudioDataConfig, AudioJobConfig, UsageError
+import seqssm
+from seqssm.atomic import atomic_open
+from seqssm.domains.audio import AudioFolder, WholeClips, build_quantizer, pad_collate
+from seqssm.pipelines.audio.config import AudioJobConfig
+from seqssm.pipelines.jobconfig import UsageError
+from seqssm.pipelines.training import LN2
 
-LN2 = math.log(2.0)
 QUANTIZER_FILE = "quantizer.json"
-
-
-# ----------------------------------------------------------------------------------------------------- data
-
-
-def make_quantizer(d: AudioDataConfig):
-    from seqssm.domains.audio import LinearQuantizer, MuLawQuantizer
-
-    return MuLawQuantizer(d.bits, d.scaling, d.bins) if d.quantizer == "mulaw" else LinearQuantizer(d.bits)
-
-
-def convention(d: AudioDataConfig, quantizer) -> str:
-    """The quantisation, rate and split in words: a bits-per-sample figure means nothing without them."""
-    if d.split == "fsdd":
-        split = f"FSDD split by take: takes {list(d.test_takes)} test, the rest train"
-        if d.heldout_speakers:
-            split += f"; speakers {list(d.heldout_speakers)} held out of training"
-    else:
-        split = f"split by file: {d.test_fraction:.0%} test"
-    return f"{quantizer.name}, {d.sample_rate} Hz; {split}; validation {d.val_fraction:.0%} of the training files"
-
-
-def split_files(d: AudioDataConfig, seed: int) -> dict[str, list[Path]]:
-    """{"train", "val", "test"[, "heldout"]} lists of files; AudioInputError naming the folder if one is empty."""
-    from seqssm.domains.audio import AudioInputError, fsdd_split, list_audio_files, parse_fsdd_name, split_by_file
-
-    if not d.folder:
-        raise UsageError("data.folder is empty: pass --data FOLDER (or --set data.folder=FOLDER)")
-    out: dict[str, list[Path]] = {}
-    if d.split == "fsdd":
-        train, test = fsdd_split(d.folder, d.test_takes, exclude_speakers=d.heldout_speakers)
-        if d.heldout_speakers:
-            takes, held = set(d.test_takes), set(d.heldout_speakers)
-            out["heldout"] = [f for f in list_audio_files(d.folder, (".wav",))
-                              if parse_fsdd_name(f)[1] in held and parse_fsdd_name(f)[2] in takes]
-    else:
-        files = list_audio_files(d.folder)
-        train, test = split_by_file(files, d.test_fraction, seed)
-    train, val = split_by_file(train, d.val_fraction, seed)
-    out.update(train=train, val=val, test=test)
-    for name, files in out.items():
-        if not files:
-            raise AudioInputError(f"{d.folder}: the {name} split is empty ({len(out['train'])} training files)")
-    return out
 
 
 class WithStart(Dataset):
@@ -98,10 +58,6 @@ def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 @torch.no_grad()
 def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True) -> dict:
     """Bits per sample of every file and of all of them together (total NLL / total samples)."""
-    from tqdm.auto import tqdm
-
-    from seqssm.domains.audio import AudioFolder, WholeClips, pad_collate
-
     clips = AudioFolder(files, sample_rate, quantizer)
     data = WholeClips(WithStart(clips, quantizer.zero_id))
     order = sorted(range(len(data)), key=lambda i: len(clips[i]))  # similar lengths together: little padding
@@ -135,9 +91,6 @@ class AudioRun:
 
 def load_run(path) -> AudioRun:
     """A run folder of `seqssm audio train` (or its model/ folder): the model, its job and its quantiser."""
-    import seqssm
-    from seqssm.domains.audio import build_quantizer
-
     folder = Path(path)
     model_dir = folder / "model" if (folder / "model").is_dir() else folder
     run_dir = model_dir.parent if model_dir.name == "model" else model_dir
@@ -151,8 +104,6 @@ def load_run(path) -> AudioRun:
 
 def write_table(path, result: dict) -> None:
     """Per-file TSV (file, samples, bits_per_sample) and a last row with the total, written atomically."""
-    from seqssm.atomic import atomic_open
-
     with atomic_open(path, "w") as f:
         f.write("file\tsamples\tbits_per_sample\n")
         for row in result["per_file"]:
@@ -166,39 +117,34 @@ def write_table(path, result: dict) -> None:
 @torch.no_grad()
 def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None, temperature: float,
                  top_p: float, seed: int, start_id: int, progress: bool = True):
-    """Sample n_samples ids per row with the recurrent state (one step per sample, never a growing context).
+    """Sample n_samples ids per row with the recurrent state (one step per sample, never a growing context):
+    the core's decoding loop (GenerationMixin.generate), with a per-step hook that adds up the likelihood, times
+    each tenth of the clip and moves the progress bar.
 
     Returns (ids (b, n_samples), loglik (b,) the natural log-likelihood of each row's samples under the model's
     unfiltered distribution at temperature 1 — used to rank samples — and seconds per block of generated time).
     prompt (l,) ids: read once in parallel mode (seqssm's streaming forward), then continued.
     """
-    from tqdm.auto import tqdm
-
-    from seqssm.generation import sample_next
-
     device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    state = model.allocate_state(batch, device)
     first = torch.full((batch, 1), start_id, dtype=torch.long, device=device)
     context = first if prompt is None else torch.cat([first, prompt.to(device)[None].expand(batch, -1)], dim=1)
-    logits, state = model(context, state=state, return_state=True)
-    logits = logits[:, -1]
-    out = torch.empty(batch, n_samples, dtype=torch.long)
     loglik = torch.zeros(batch, dtype=torch.float64)
-    times, t0 = [], time.perf_counter()
-    block = max(1, n_samples // 10)
-    for t in tqdm(range(n_samples), desc="sampling", unit="sample", unit_scale=True, disable=not progress,
-                  leave=False):
-        token = sample_next(logits, temperature, 0, top_p, gen)
-        loglik += torch.log_softmax(logits.double(), -1).gather(1, token[:, None])[:, 0].cpu()
-        out[:, t] = token.cpu()
-        if t + 1 < n_samples:
-            logits = model.step(token, state)
-        if (t + 1) % block == 0:
+    times, block = [], max(1, n_samples // 10)
+    clock = [time.perf_counter()]
+    bar = tqdm(total=n_samples, desc="sampling", unit="sample", unit_scale=True, disable=not progress, leave=False)
+
+    def on_step(i: int, token: torch.Tensor, logits: torch.Tensor) -> None:
+        loglik.add_(torch.log_softmax(logits.double(), -1).gather(1, token[:, None])[:, 0].cpu())
+        bar.update(1)
+        if (i + 1) % block == 0:
             now = time.perf_counter()
-            times.append(now - t0)
-            t0 = now
-    return out, loglik, times
+            times.append(now - clock[0])
+            clock[0] = now
+
+    out = model.generate(context, n_samples, temperature=temperature, top_k=0, top_p=top_p, seed=seed,
+                         on_step=on_step)
+    bar.close()
+    return out[:, context.shape[1]:].cpu(), loglik, times
 
 
 def plot_clip(wave: np.ndarray, sample_rate: int, path, title: str) -> None:
@@ -207,8 +153,6 @@ def plot_clip(wave: np.ndarray, sample_rate: int, path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from seqssm.atomic import atomic_open
 
     fig, (a, b) = plt.subplots(2, 1, figsize=(9, 5), dpi=100, sharex=True)
     t = np.arange(len(wave)) / sample_rate
@@ -225,18 +169,3 @@ def plot_clip(wave: np.ndarray, sample_rate: int, path, title: str) -> None:
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png")
     plt.close(fig)
-
-
-__all__ = [
-    "AudioRun",
-    "WithStart",
-    "convention",
-    "generate_ids",
-    "load_run",
-    "make_quantizer",
-    "nll_sum",
-    "plot_clip",
-    "score_files",
-    "split_files",
-    "write_table",
-]

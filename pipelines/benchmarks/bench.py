@@ -4,11 +4,11 @@
     seqssm bench train      forward+backward of a 2-layer d_model 64 model, seqssm vs the peer mambapy, side by side
     seqssm bench long       1M-token streaming forward (time, peak RSS) and per-token decode time vs context length
     seqssm bench all        the three, one after the other
-    seqssm bench scaling    time and memory vs length of mamba, mamba2, s4d and attention (bench_scaling.py)
-    seqssm bench gpu        the prepared GPU script (bench_gpu.py): kernel tests, scan/attention/layer timings
+    seqssm bench scaling    time and memory vs length of mamba, mamba2, s4d and attention (scaling.py)
+    seqssm bench gpu        the prepared GPU script (gpu.py): kernel tests, scan/attention/layer timings
 
-Every timed case runs in a fresh Python process, so that its peak resident memory (ru_maxrss, which includes the
-interpreter and torch, about 0.3-0.4 GB) is its own. Results print as a table and go to --out as JSON.
+Every timed case runs in a fresh Python process (measure.py), so that its peak resident memory (ru_maxrss, which
+includes the interpreter and torch, about 0.3-0.4 GB) is its own. Results print as a table and go to --out as JSON.
 """
 
 from __future__ import annotations
@@ -17,20 +17,15 @@ import argparse
 import itertools
 import json
 import os
-import subprocess
-import sys
 import time
+
+from seqssm.pipelines.benchmarks.measure import peak_rss_gb, run_case
+from seqssm.pipelines.jobconfig import UsageError
 
 # ------------------------------------------------------------------------------------------------ worker side
 
 
-def _peak_rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
-def _case_train(impl: str, length: int, threads: int) -> dict:
+def case_train(impl: str, length: int, threads: int) -> dict:
     """Forward+backward of a 2-layer d_model 64 Mamba at batch 1 (seqssm includes its embedding and LM head)."""
     import torch
     import torch.nn.functional as F
@@ -59,10 +54,10 @@ def _case_train(impl: str, length: int, threads: int) -> dict:
     t0 = time.perf_counter()
     step(length)
     seconds = time.perf_counter() - t0
-    return {"impl": impl, "length": length, "threads": threads, "seconds": seconds, "peak_rss_gb": _peak_rss_gb()}
+    return {"impl": impl, "length": length, "threads": threads, "seconds": seconds, "peak_rss_gb": peak_rss_gb()}
 
 
-def _case_long(length: int, segment: int, d_model: int, threads: int) -> dict:
+def case_long(length: int, segment: int, d_model: int, threads: int) -> dict:
     """Streaming forward of a 2-layer model over `length` tokens in segments with carried state (no grad)."""
     import torch
 
@@ -82,10 +77,10 @@ def _case_long(length: int, segment: int, d_model: int, threads: int) -> dict:
             nll += torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, s + 1 : s + segment], reduction="sum").item()
         seconds = time.perf_counter() - t0
     return {"length": length, "segment": segment, "d_model": d_model, "threads": threads, "seconds": seconds,
-            "tokens_per_s": length / seconds, "peak_rss_gb": _peak_rss_gb(), "finite": bool(nll == nll)}
+            "tokens_per_s": length / seconds, "peak_rss_gb": peak_rss_gb(), "finite": bool(nll == nll)}
 
 
-def _case_decode(contexts: list[int], d_model: int, threads: int, steps: int) -> dict:
+def case_decode(contexts: list[int], d_model: int, threads: int, steps: int) -> dict:
     """Median time of one decoding step after a prefill of each context length (the state is O(1) in it)."""
     import statistics
 
@@ -110,11 +105,11 @@ def _case_decode(contexts: list[int], d_model: int, threads: int, steps: int) ->
                 tok = model.step(tok, state).argmax(-1)
                 times.append(time.perf_counter() - t0)
             out["median_step_ms"][str(ctx)] = 1e3 * statistics.median(times)
-    out["peak_rss_gb"] = _peak_rss_gb()
+    out["peak_rss_gb"] = peak_rss_gb()
     return out
 
 
-def _case_accuracy(quick: bool) -> dict:
+def case_accuracy(quick: bool) -> dict:
     """Max relative error (per tensor, ||got - want|| / ||want||) of the float32 chunked scan against the float64
     reference, over seq lengths, N, B/C layouts and every flag on and off; outputs, last state, all gradients."""
     import torch
@@ -160,39 +155,11 @@ def _case_accuracy(quick: bool) -> dict:
     return {"cases": cases, "lengths": lengths, "max_rel_err": worst}
 
 
-def _case_scaling(**kwargs) -> dict:
-    from seqssm.pipelines.bench_scaling import case_scaling
-
-    return case_scaling(**kwargs)
-
-
-_CASES = {"train": _case_train, "long": _case_long, "decode": _case_decode, "accuracy": _case_accuracy,
-          "scaling": _case_scaling}
-
-
-def _worker(name: str, kwargs_json: str) -> None:
-    print("SEQSSM_BENCH " + json.dumps(_CASES[name](**json.loads(kwargs_json))), flush=True)
-
-
 # ------------------------------------------------------------------------------------------------ driver side
 
 
-def _run_case(name: str, timeout: float | None = None, **kwargs) -> dict:
-    """Run one case in a fresh interpreter and return its JSON result (or the error it died of, or the timeout)."""
-    code = f"from seqssm.pipelines.bench import _worker; _worker({name!r}, {json.dumps(json.dumps(kwargs))})"
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("SEQSSM_BENCH "):
-            return json.loads(line[len("SEQSSM_BENCH ") :])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"exit {proc.returncode}: {tail}"}
-
-
 def bench_accuracy(args) -> dict:
-    res = _run_case("accuracy", quick=args.quick)
+    res = run_case("accuracy", quick=args.quick)
     if "error" not in res:
         print(f"\nchunked (float32) vs reference (float64): {res['cases']} cases, lengths {res['lengths']}")
         for k, v in res["max_rel_err"].items():
@@ -204,7 +171,7 @@ def bench_train(args) -> dict:
     rows = []
     for impl in ("seqssm", "mambapy") if not args.no_peer else ("seqssm",):
         print(f"  running {impl} at L={args.train_length} ...", flush=True)
-        rows.append(_run_case("train", impl=impl, length=args.train_length, threads=args.threads))
+        rows.append(run_case("train", impl=impl, length=args.train_length, threads=args.threads))
     print(f"\nforward+backward, 2 layers, d_model 64, batch 1, L={args.train_length}, {args.threads} threads")
     print(f"  {'impl':<8} {'seconds':>8} {'peak RSS GB':>12}")
     for r in rows:
@@ -221,10 +188,10 @@ def bench_train(args) -> dict:
 
 def bench_long(args) -> dict:
     print(f"  streaming forward over {args.long_length} tokens ...", flush=True)
-    fwd = _run_case("long", length=args.long_length, segment=args.segment, d_model=args.d_model, threads=args.threads)
+    fwd = run_case("long", length=args.long_length, segment=args.segment, d_model=args.d_model, threads=args.threads)
     contexts = sorted({min(1000, args.decode_context), args.decode_context})
     print(f"  decoding after {contexts} tokens of context ...", flush=True)
-    dec = _run_case("decode", contexts=contexts, d_model=args.d_model, threads=args.threads, steps=args.decode_steps)
+    dec = run_case("decode", contexts=contexts, d_model=args.d_model, threads=args.threads, steps=args.decode_steps)
     if "error" in fwd:
         print(f"  forward failed: {fwd['error']}")
     else:
@@ -255,12 +222,12 @@ def run(args: argparse.Namespace) -> int:
     results = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "torch": torch.__version__}
     if args.what == "gpu":
-        from seqssm.pipelines.bench_gpu import run_gpu
+        from seqssm.pipelines.benchmarks.gpu import run_gpu
 
         results["gpu"] = run_gpu(args)
         todo = ["gpu"]
     elif args.what == "scaling":
-        from seqssm.pipelines.bench_scaling import bench_scaling
+        from seqssm.pipelines.benchmarks.scaling import bench_scaling
 
         print("== bench scaling", flush=True)
         args.out = args.out or "bench_scaling.json"  # its .md table and .png plot go next to it
@@ -281,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from seqssm.pipelines.bench_scaling import DEFAULT_LENGTHS, LAYERS
+    from seqssm.pipelines.benchmarks.scaling import DEFAULT_LENGTHS, LAYERS
 
     p = subparsers.add_parser("bench", help="measure accuracy, training speed vs mambapy, 1M-token inference")
     p.add_argument("what", choices=["accuracy", "train", "long", "all", "gpu", "scaling"])
@@ -307,8 +274,6 @@ def register(subparsers) -> None:
                    help="scaling: skip a case whose extrapolated peak RSS exceeds this (default 8)")
 
     def _func(args):
-        from seqssm.pipelines.config import UsageError
-
         for name in ("threads", "train_length", "long_length", "segment", "d_model", "decode_context", "decode_steps"):
             if getattr(args, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")

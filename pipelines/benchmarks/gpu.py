@@ -147,11 +147,11 @@ def run_gpu(args) -> dict:
     import torch
 
     if not torch.cuda.is_available():
-        from seqssm.pipelines.config import UsageError
+        from seqssm.pipelines.jobconfig import UsageError
 
         raise UsageError("bench gpu: no CUDA device here (this benchmark runs on a lent GPU)")
     res = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name(0), "torch": torch.__version__}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
     tests = os.path.join(root, "tests", "kernels", "test_gpu.py")
     if os.path.exists(tests):
         print("== GPU kernel tests", flush=True)

@@ -4,7 +4,7 @@ Dimension names used in this file:
     b batch (1) · l sequence length · d model width
 
 For each layer (mamba, mamba2, s4d, attention; 2 layers of width d, batch 1, byte vocabulary) and each length,
-two cases, each in a fresh process (bench.py's `_run_case`), so that the peak resident memory is the case's own:
+two cases, each in a fresh process (measure.run_case), so that the peak resident memory is the case's own:
 
     forward   one pass over l tokens (no grad) returning the recurrent state / KV cache, then `decode_steps`
               decoding steps from that state: time per token of the pass, median time of one decoding step after
@@ -42,7 +42,7 @@ def case_scaling(layer: str, mode: str, length: int, d_model: int, threads: int,
     import torch.nn.functional as F
 
     from seqssm import MambaLM, ModelConfig
-    from seqssm.pipelines.bench import _peak_rss_gb
+    from seqssm.pipelines.benchmarks.measure import peak_rss_gb
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -92,7 +92,7 @@ def case_scaling(layer: str, mode: str, length: int, d_model: int, threads: int,
         seconds, reps = repeat(train)
     else:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
-    out.update(seconds=seconds, reps=reps, us_per_token=1e6 * seconds / length, peak_rss_gb=_peak_rss_gb())
+    out.update(seconds=seconds, reps=reps, us_per_token=1e6 * seconds / length, peak_rss_gb=peak_rss_gb())
     return out
 
 
@@ -119,7 +119,7 @@ def _skip_reason(layer: str, length: int, done: list[dict], cap_seconds: float, 
 
 def run_scaling(layers, lengths, d_model: int, threads: int, cap_seconds: float, cap_gb: float,
                 decode_steps: int, log=print) -> dict:
-    from seqssm.pipelines.bench import _run_case
+    from seqssm.pipelines.benchmarks.measure import run_case
 
     rows = []
     for layer in layers:
@@ -131,7 +131,7 @@ def run_scaling(layers, lengths, d_model: int, threads: int, cap_seconds: float,
                     rows.append({"layer": layer, "mode": mode, "length": length, "skipped": reason})
                     log(f"  {layer:<9} {mode:<7} L={length:<8} skipped: {reason}")
                     continue
-                r = _run_case("scaling", timeout=max(60.0, 3 * cap_seconds), layer=layer, mode=mode, length=length,
+                r = run_case("scaling", timeout=max(60.0, 3 * cap_seconds), layer=layer, mode=mode, length=length,
                               d_model=d_model, threads=threads, decode_steps=decode_steps)
                 r.setdefault("layer", layer), r.setdefault("mode", mode), r.setdefault("length", length)
                 done.append(r)
@@ -249,7 +249,7 @@ def plot(res: dict, path: Path) -> None:
 
 
 def parse_list(text: str, option: str, cast=str, allowed=None) -> list:
-    from seqssm.pipelines.config import UsageError
+    from seqssm.pipelines.jobconfig import UsageError
 
     items = [t.strip() for t in text.split(",")]
     try:

@@ -1,15 +1,14 @@
-"""Data and inference of `seqssm classify`: labelled files, batching, metrics, and eval / predict / embed of a run.
+"""Inference of `seqssm classify`: batching, metrics, and eval / predict / embed of a trained run.
 
 Dimension names used in this file:
     n sequences · b batch · l sequence length (padded to the longest row of the batch) · d model width · c classes
 
 No Lightning here: a trained run is a plain model folder plus the job's config, so evaluating or predicting needs
-torch and the DNA plugin only.
+torch and the run's domain plugin only (files are read and tokenized by the plugin named in data.domain).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
@@ -18,107 +17,13 @@ from typing import Iterator
 
 import torch
 
+import seqssm
+from seqssm import domains
 from seqssm.atomic import atomic_open
-from seqssm.domains.dna import DNAInputError, LabelledSequences, NucleotideTokenizer, rc_conjoin
-from seqssm.domains.dna.alphabet import check_iupac
-from seqssm.domains.dna.fasta import read_fasta
-from seqssm.pipelines.config import ClassifyJobConfig, UsageError
-
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".fa.gz", ".fasta.gz", ".fna.gz")
-
-
-def is_fasta(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith(FASTA_SUFFIXES)
-
-
-def _existing(path: str | os.PathLike, option: str) -> Path:
-    p = Path(path)
-    if not str(path):
-        raise UsageError(f"{option}: no file given")
-    if not p.exists():
-        raise UsageError(f"{option} {p}: no such file")
-    if not p.is_file():
-        raise UsageError(f"{option} {p}: not a regular file")
-    return p
-
-
-def _csv_line_of_row(path: Path, index: int) -> int:
-    """The file line of data row `index` (0-based), counted as LabelledSequences.from_csv counts (blank rows
-    skipped)."""
-    seen = -1
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if lineno == 1 or not line.strip().strip(",\t"):
-                continue
-            seen += 1
-            if seen == index:
-                return lineno
-    return index + 2
-
-
-def check_lengths(ds: LabelledSequences, path: Path, max_length: int, truncation: str) -> None:
-    """With truncation "error", the first sequence longer than max_length is a DNAInputError naming its line."""
-    if truncation != "error":
-        return
-    for i, s in enumerate(ds.sequences):
-        if len(s) > max_length:
-            loc = f"{path}: record {i + 1}" if is_fasta(path) else f"{path}:{_csv_line_of_row(path, i)}"
-            raise DNAInputError(
-                f"{loc}: sequence of length {len(s)} > data.max_length {max_length} "
-                "(set data.truncation=right or left to cut it)"
-            )
-
-
-def load_labelled(path, option: str, max_length: int, truncation: str, classes=None) -> LabelledSequences:
-    """A labelled CSV/TSV (`sequence,label`) or FASTA (`>id label=X`), checked against max_length."""
-    p = _existing(path, option)
-    read = LabelledSequences.from_fasta if is_fasta(p) else LabelledSequences.from_csv
-    ds = read(p, classes=classes)
-    check_lengths(ds, p, max_length, truncation)
-    return ds
-
-
-def iter_records(path, option: str = "--data") -> Iterator[tuple[str, str, str | None]]:
-    """Stream (id, sequence, label or None) from a FASTA or CSV/TSV without reading the whole file.
-
-    CSV ids come from an `id` or `name` column when there is one, else the line number; labels are optional.
-    """
-    p = _existing(path, option)
-    if is_fasta(p):
-        for rec in read_fasta(p):
-            label = next((w[6:] for w in rec.description.split()[1:] if w.startswith("label=")), None)
-            yield rec.name, rec.sequence, label
-        return
-    delim = "\t" if p.suffix.lower() == ".tsv" else ","
-    lineno = 0
-    try:
-        with open(p, encoding="utf-8", newline="") as fh:
-            rows = csv.reader(fh, delimiter=delim)
-            for lineno, row in enumerate(rows, start=1):
-                if "\x00" in "".join(row):
-                    raise DNAInputError(f"{p}:{lineno}: not a text file (NUL bytes)")
-                if lineno == 1:
-                    header = [h.strip().lower() for h in row]
-                    if "sequence" not in header:
-                        raise DNAInputError(f"{p}:1: header must name a 'sequence' column, got {header}")
-                    si = header.index("sequence")
-                    li = header.index("label") if "label" in header else None
-                    ii = next((header.index(k) for k in ("id", "name") if k in header), None)
-                    continue
-                if not "".join(row).strip():
-                    continue
-                seq = row[si].strip() if len(row) > si else ""
-                if not seq:
-                    raise DNAInputError(f"{p}:{lineno}: empty sequence")
-                check_iupac(seq, f"{p}:{lineno}")
-                rid = row[ii].strip() if ii is not None and len(row) > ii else str(lineno)
-                label = row[li].strip() if li is not None and len(row) > li else None
-                yield rid, seq, label or None
-    except UnicodeDecodeError:
-        raise DNAInputError(f"{p}:{lineno + 1}: not a text file (bytes that are not UTF-8)") from None
-    if lineno == 0:
-        raise DNAInputError(f"{p}:1: empty file (a header with a 'sequence' column is required)")
+from seqssm.domains import DomainInputError
+from seqssm.model import pool
+from seqssm.pipelines.classify.config import ClassifyJobConfig
+from seqssm.pipelines.jobconfig import UsageError
 
 
 class ClassifyCollate:
@@ -126,10 +31,10 @@ class ClassifyCollate:
 
     Pads to the longest row of the batch, not to max_length (domains.dna.Collate pads to max_length when given
     one, which would run the scan over hundreds of padding positions on short promoters). Strings are cut
-    before encoding; one character is one token here, so that equals cutting the ids.
+    before encoding; one character is one token in the domains' tokenizers, so that equals cutting the ids.
     """
 
-    def __init__(self, tokenizer: NucleotideTokenizer, max_length: int, truncation: str):
+    def __init__(self, tokenizer, max_length: int, truncation: str):
         self.tokenizer, self.max_length, self.truncation = tokenizer, max_length, truncation
 
     def cut(self, seqs: list[str]) -> list[str]:
@@ -137,7 +42,7 @@ class ClassifyCollate:
         if self.truncation == "error":
             for r, s in enumerate(seqs):
                 if len(s) > m:
-                    raise DNAInputError(f"sequence {r}: length {len(s)} > max_length {m} (truncation='error')")
+                    raise DomainInputError(f"sequence {r}: length {len(s)} > max_length {m} (truncation='error')")
             return seqs
         return [s[:m] if self.truncation == "right" else s[-m:] for s in seqs]
 
@@ -191,16 +96,15 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: 
 @dataclass
 class TrainedRun:
     model: torch.nn.Module
-    tokenizer: NucleotideTokenizer
+    tokenizer: object  # the domain's tokenizer, as saved with the model
     classes: list[str]
     job: ClassifyJobConfig
     collate: ClassifyCollate
+    plugin: object  # the domain plugin (seqssm.domains.load(job.data.domain))
 
 
 def load_run(path: str | os.PathLike, option: str = "--model") -> TrainedRun:
     """A run folder of `seqssm classify train` (RUN, or RUN/model)."""
-    import seqssm
-
     run = Path(path)
     if run.name == "model" and (run.parent / "config.yaml").is_file():
         run = run.parent
@@ -213,32 +117,36 @@ def load_run(path: str | os.PathLike, option: str = "--model") -> TrainedRun:
     model = seqssm.load_pretrained(str(mdir)).eval()
     if model.config.head != "classify":
         raise UsageError(f"{option} {run}: head is {model.config.head!r}, not 'classify'")
-    tok = NucleotideTokenizer.from_file(mdir / "tokenizer.json")
+    plugin = domains.load(job.data.domain)
+    tok = plugin.load_tokenizer(mdir / "tokenizer.json")
     classes = json.loads((mdir / "classes.json").read_text())
-    return TrainedRun(model, tok, classes, job, ClassifyCollate(tok, job.data.max_length, job.data.truncation))
+    return TrainedRun(model, tok, classes, job, ClassifyCollate(tok, job.data.max_length, job.data.truncation), plugin)
 
 
 @torch.no_grad()
-def batch_logits(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, conjoin: bool) -> torch.Tensor:
-    """(b, l) ids and mask -> (b, c) logits, averaged over both strands when `conjoin`."""
-    return rc_conjoin(model, ids, mask, tokenizer) if conjoin else model(ids, mask)
+def batch_logits(model, plugin, tokenizer, ids: torch.Tensor, mask: torch.Tensor, conjoin: bool) -> torch.Tensor:
+    """(b, l) ids and mask -> (b, c) logits, averaged over both strands when `conjoin` (the plugin's
+    rc_conjoin; only stranded domains have one)."""
+    return plugin.rc_conjoin(model, ids, mask, tokenizer) if conjoin else model(ids, mask)
 
 
 @torch.no_grad()
-def dataset_logits(model, collate: ClassifyCollate, ds: LabelledSequences, batch_size: int, conjoin: bool):
+def dataset_logits(model, plugin, collate: ClassifyCollate, ds, batch_size: int, conjoin: bool):
     """Logits (n, c) and labels (n,) of a whole labelled dataset, in file order."""
     model.eval()
     out, ys = [], []
     for i in range(0, len(ds), batch_size):
         chunk = [ds[j] for j in range(i, min(len(ds), i + batch_size))]
         batch = collate(chunk)
-        out.append(batch_logits(model, collate.tokenizer, batch["input_ids"], batch["attention_mask"], conjoin))
+        out.append(batch_logits(model, plugin, collate.tokenizer, batch["input_ids"], batch["attention_mask"],
+                                conjoin))
         ys.append(batch["labels"])
     return torch.cat(out), torch.cat(ys)
 
 
-def evaluate(model, collate, ds: LabelledSequences, classes: list[str], batch_size: int, conjoin: bool) -> dict:
-    logits, labels = dataset_logits(model, collate, ds, batch_size, conjoin)
+def evaluate(model, plugin, collate, ds, classes: list[str], batch_size: int, conjoin: bool) -> dict:
+    """classification_metrics of `model` on a labelled dataset `ds` (sequences, labels, classes)."""
+    logits, labels = dataset_logits(model, plugin, collate, ds, batch_size, conjoin)
     return classification_metrics(logits, labels, classes)
 
 
@@ -267,14 +175,14 @@ def predict_tsv(run: TrainedRun, data, out, batch_size: int, conjoin: bool) -> i
     Memory is bounded by one batch whatever the input size; the TSV appears only once every row is written.
     """
     out = Path(out)
-    records = iter_records(data)
+    records = run.plugin.iter_records(data, "--data", run.job.data.sequence_column, run.job.data.label_column)
     _check_out(out)
     n = 0
     with atomic_open(out, "w", encoding="utf-8", newline="") as fh:
         fh.write("\t".join(["id", "predicted"] + [f"p_{c}" for c in run.classes]) + "\n")
         for batch in _batches(records, batch_size):
             ids, mask = run.collate.encode([s for _, s, _ in batch])
-            probs = batch_logits(run.model, run.tokenizer, ids, mask, conjoin).softmax(-1)  # (b, c)
+            probs = batch_logits(run.model, run.plugin, run.tokenizer, ids, mask, conjoin).softmax(-1)  # (b, c)
             for (rid, _, _), p in zip(batch, probs.tolist()):
                 best = max(range(len(p)), key=p.__getitem__)
                 fh.write("\t".join([rid, run.classes[best]] + [f"{x:.6f}" for x in p]) + "\n")
@@ -289,14 +197,13 @@ def embed(run: TrainedRun, data, out, batch_size: int, per_position: bool) -> tu
     Per-position rows are zero-padded to the longest sequence; safetensors also stores `lengths` (n,).
     Returns the shape of the embeddings.
     """
-    from seqssm.model import pool
-
     out = Path(out)
     if out.suffix not in (".safetensors", ".npy"):
         raise UsageError(f"--out {out}: must end in .safetensors or .npy")
     model = run.model.eval()
     rows, lengths, ids_out = [], [], []
-    for batch in _batches(iter_records(data), batch_size):
+    records = run.plugin.iter_records(data, "--data", run.job.data.sequence_column, run.job.data.label_column)
+    for batch in _batches(records, batch_size):
         ids, mask = run.collate.encode([s for _, s, _ in batch])
         hidden = model.hidden_states(ids, mask)  # (b, l, d), padding kept out of non-causal mixers
         lengths += mask.sum(1).tolist()

@@ -1,5 +1,5 @@
-"""Typed job configs of `seqssm eval` (pipelines/evaluate.py): one schema per synthetic task, with the same
-sections (model, task, train, eval, compare). Shipped as configs/eval_<task>.yaml; pipelines/config.py maps those
+"""Typed job configs of `seqssm eval` (pipelines/synthetic/train.py): one schema per synthetic task, with the same
+sections (model, task, train, eval, compare). Shipped as configs/eval_<task>.yaml; pipelines/schemas.py maps those
 files to these schemas (SCHEMAS)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import List
 
 from seqssm import ModelConfig
-from seqssm.pipelines.config_checks import require as _require
+from seqssm.config import require
 
-# Synthetic tasks (pipelines/eval_tasks.py): one job schema per task, the same sections (model, task, train, eval,
-# compare). A task's "length" is what its accuracy is plotted against (eval_tasks.py says what it counts).
+# Synthetic tasks (pipelines/synthetic/tasks.py): one job schema per task, the same sections (model, task, train, eval,
+# compare). A task's "length" is what its accuracy is plotted against (tasks.py says what it counts).
 
 
 @dataclass
@@ -33,15 +33,15 @@ class EvalTrainConfig:
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
-        _require(self.steps >= 1, p + "steps", self.steps, "must be >= 1")
-        _require(self.budget_seconds >= 0, p + "budget_seconds", self.budget_seconds, "must be >= 0 (0: no limit)")
-        _require(self.lr > 0, p + "lr", self.lr, "must be > 0")
-        _require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
-        _require(self.grad_clip >= 0, p + "grad_clip", self.grad_clip, "must be >= 0 (0: no clipping)")
-        _require(len(self.curriculum) >= 1, p + "curriculum", list(self.curriculum), "must list at least one length")
-        _require(0 <= self.advance_accuracy <= 1, p + "advance_accuracy", self.advance_accuracy, "must be in [0, 1]")
-        _require(self.window >= 1, p + "window", self.window, "must be >= 1")
-        _require(self.threads >= 0, p + "threads", self.threads, "must be >= 0 (0: torch's default)")
+        require(self.steps >= 1, p + "steps", self.steps, "must be >= 1")
+        require(self.budget_seconds >= 0, p + "budget_seconds", self.budget_seconds, "must be >= 0 (0: no limit)")
+        require(self.lr > 0, p + "lr", self.lr, "must be > 0")
+        require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
+        require(self.grad_clip >= 0, p + "grad_clip", self.grad_clip, "must be >= 0 (0: no clipping)")
+        require(len(self.curriculum) >= 1, p + "curriculum", list(self.curriculum), "must list at least one length")
+        require(0 <= self.advance_accuracy <= 1, p + "advance_accuracy", self.advance_accuracy, "must be in [0, 1]")
+        require(self.window >= 1, p + "window", self.window, "must be >= 1")
+        require(self.threads >= 0, p + "threads", self.threads, "must be >= 0 (0: torch's default)")
 
 
 @dataclass
@@ -56,11 +56,11 @@ class EvalLengthsConfig:
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
-        _require(len(self.lengths) >= 1, p + "lengths", list(self.lengths), "must list at least one length")
-        _require(self.samples >= 1, p + "samples", self.samples, "must be >= 1")
-        _require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
-        _require(self.segment >= 1, p + "segment", self.segment, "must be >= 1")
-        _require(self.max_seconds > 0, p + "max_seconds", self.max_seconds, "must be > 0")
+        require(len(self.lengths) >= 1, p + "lengths", list(self.lengths), "must list at least one length")
+        require(self.samples >= 1, p + "samples", self.samples, "must be >= 1")
+        require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
+        require(self.segment >= 1, p + "segment", self.segment, "must be >= 1")
+        require(self.max_seconds > 0, p + "max_seconds", self.max_seconds, "must be > 0")
 
 
 @dataclass
@@ -71,7 +71,7 @@ class CompareConfig:
     match_params: bool = True  # pick each layer's d_model so its parameter count is closest to model.layer's
 
     def validate(self, prefix: str = "") -> None:
-        _require(len(set(self.layers)) == len(self.layers), prefix + "layers", list(self.layers), "must be distinct")
+        require(len(set(self.layers)) == len(self.layers), prefix + "layers", list(self.layers), "must be distinct")
 
 
 @dataclass
@@ -87,8 +87,8 @@ class SelectiveCopyingTask:
         return self.n_data
 
     def validate(self, prefix: str = "") -> None:
-        _require(self.n_data >= 1, prefix + "n_data", self.n_data, "must be >= 1")
-        _require(self.vocab >= 2, prefix + "vocab", self.vocab, "must be >= 2")
+        require(self.n_data >= 1, prefix + "n_data", self.n_data, "must be >= 1")
+        require(self.vocab >= 2, prefix + "vocab", self.vocab, "must be >= 2")
 
 
 @dataclass
@@ -103,7 +103,7 @@ class InductionHeadsTask:
         return 3
 
     def validate(self, prefix: str = "") -> None:
-        _require(self.vocab >= 2, prefix + "vocab", self.vocab, "must be >= 2")
+        require(self.vocab >= 2, prefix + "vocab", self.vocab, "must be >= 2")
 
 
 @dataclass
@@ -118,7 +118,7 @@ class CopyTask:
         return 1
 
     def validate(self, prefix: str = "") -> None:
-        _require(self.vocab >= 2, prefix + "vocab", self.vocab, "must be >= 2")
+        require(self.vocab >= 2, prefix + "vocab", self.vocab, "must be >= 2")
 
 
 @dataclass
@@ -136,9 +136,9 @@ class PhonebookTask:
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
-        _require(self.name_length >= 1, p + "name_length", self.name_length, "must be >= 1")
-        _require(self.name_alphabet >= 2, p + "name_alphabet", self.name_alphabet, "must be >= 2")
-        _require(self.number_length >= 1, p + "number_length", self.number_length, "must be >= 1")
+        require(self.name_length >= 1, p + "name_length", self.name_length, "must be >= 1")
+        require(self.name_alphabet >= 2, p + "name_alphabet", self.name_alphabet, "must be >= 2")
+        require(self.number_length >= 1, p + "number_length", self.number_length, "must be >= 1")
 
 
 def _eval_model(vocab_size: int):
@@ -161,13 +161,13 @@ class EvalJobConfig:
         p = prefix
         task = getattr(self, "task")
         task.validate(p + "task.")  # first: the token count below is derived from the task's values
-        _require(self.model.head == "lm", p + "model.head", self.model.head, "the synthetic tasks need 'lm'")
-        _require(self.model.vocab_size == task.n_tokens, p + "model.vocab_size", self.model.vocab_size,
-                 f"must be {task.n_tokens}, the token count of this task's settings")
+        require(self.model.head == "lm", p + "model.head", self.model.head, "the synthetic tasks need 'lm'")
+        require(self.model.vocab_size == task.n_tokens, p + "model.vocab_size", self.model.vocab_size,
+                f"must be {task.n_tokens}, the token count of this task's settings")
         low = task.min_length()
         for key, lengths in (("train.curriculum", self.train.curriculum), ("eval.lengths", self.eval.lengths)):
             bad = [x for x in lengths if x < low]
-            _require(not bad, p + key, list(lengths), f"every length must be >= {low} for this task")
+            require(not bad, p + key, list(lengths), f"every length must be >= {low} for this task")
 
 
 @dataclass

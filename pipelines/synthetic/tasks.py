@@ -1,4 +1,4 @@
-"""Synthetic tasks of `seqssm eval`: batches of token ids, the positions whose outputs are scored, the answers.
+"""Synthetic tasks of `seqssm eval` (the generators): batches of token ids, the positions whose outputs are scored, the answers.
 
 Dimension names used in this file:
     b batch · l input length · m scored positions per row

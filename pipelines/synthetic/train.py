@@ -1,9 +1,9 @@
-"""`seqssm eval TASK`: train small models on a synthetic task and score them at many lengths.
+"""The job of `seqssm eval TASK`: train small models on a synthetic task and score them at many lengths.
 
 Dimension names used in this file:
     b batch · l input length · m scored positions per row · v vocabulary (the task's token count)
 
-The tasks (eval_tasks.py) are the Mamba paper's synthetic tasks (Gu & Dao 2023, section 4.1: selective copying,
+The tasks (synthetic/tasks.py) are the Mamba paper's synthetic tasks (Gu & Dao 2023, section 4.1: selective copying,
 induction heads) and the copying / phone-book tasks of Jelassi et al. 2024 ("Repeat After Me", arXiv 2402.01032),
 on which attention is expected to beat a fixed-size state. One job trains `model.layer`, or with `--compare`
 one model per mixer name, each at about the same parameter count (d_model chosen per layer; the counts are
@@ -23,22 +23,27 @@ Run folder: config.yaml (the resolved job), metrics.json, table.md, accuracy.png
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
+import platform
 import time
 from collections import deque
 from pathlib import Path
 
-from seqssm.pipelines.config import UsageError
-from seqssm.pipelines.eval_config import EVAL_JOBS, EvalJobConfig
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import seqssm
+from seqssm.atomic import atomic_write_text
+from seqssm.config import validate_tree
+from seqssm.layers import Attention
+from seqssm.pipelines.jobconfig import UsageError
+from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
+from seqssm.pipelines.synthetic import tasks as T
+from seqssm.pipelines.synthetic.config import EvalJobConfig
 
 ARTIFACTS = ("config.yaml", "metrics.json", "table.md", "accuracy.png")
-
-
-def default_config_name(task: str) -> str:
-    return f"eval_{task.replace('-', '_')}.yaml"
 
 
 # ------------------------------------------------------------------------------------------------ task wiring
@@ -46,8 +51,6 @@ def default_config_name(task: str) -> str:
 
 def task_sampler(job: EvalJobConfig):
     """(b, length, generator) -> EvalBatch for the job's task and settings."""
-    from seqssm.pipelines import eval_tasks as T
-
     t = job.task
     if job.TASK == "selective-copying":
         return lambda b, l, g: T.selective_copying(b, l, t.n_data, t.vocab, g)
@@ -72,12 +75,6 @@ def layer_config(job: EvalJobConfig, layer: str, d_model: int):
     return dataclasses.replace(job.model, layer=layer, d_model=d_model)
 
 
-def _build(cfg):
-    import seqssm
-
-    return seqssm.build_model(cfg)
-
-
 def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())  # tied embedding and head counted once
 
@@ -85,8 +82,6 @@ def n_params(model) -> int:
 def check_layer(job: EvalJobConfig, layer: str, option: str) -> int:
     """Build `layer` at model.d_model (a ConfigError names an unknown layer); refuse a non-causal mixer, which
     would see the answers. Returns the parameter count."""
-    import seqssm
-
     try:
         model = seqssm.build_model(layer_config(job, layer, job.model.d_model))
     except seqssm.ConfigError as err:
@@ -100,8 +95,6 @@ def check_layer(job: EvalJobConfig, layer: str, option: str) -> int:
 def matched_width(job: EvalJobConfig, layer: str, target: int) -> tuple[int, int]:
     """The d_model (multiple of 8, from d/2 to 2d) whose model has the parameter count closest to `target`, and
     that count. Widths the layer refuses (head or head-dim constraints) are passed over."""
-    import seqssm
-
     d0 = job.model.d_model
     best = None
     for d in range(max(8, (d0 // 2) // 8 * 8), 2 * d0 + 1, 8):
@@ -119,16 +112,12 @@ def matched_width(job: EvalJobConfig, layer: str, target: int) -> tuple[int, int
 def streams(model) -> bool:
     """Whether to score long inputs in segments: only stacks without attention (their state is O(1); a KV cache
     would grow and fall back to an explicit mask, costing more than one pass)."""
-    from seqssm.layers import Attention
-
     return not any(isinstance(blk.mixer, Attention) for blk in model.backbone.layers)
 
 
 def scored_logits(model, inputs, positions, segment: int = 0):
     """inputs (b, l), positions (m,) -> logits (b, m, v) float32 at those positions only (the LM head runs on m
     positions, not l). segment > 0: run the backbone over segments of that length with the state carried."""
-    import torch
-
     l = inputs.shape[1]
     if segment <= 0 or l <= segment:
         hidden, _ = model.backbone(inputs)
@@ -148,14 +137,10 @@ def scored_logits(model, inputs, positions, segment: int = 0):
 
 def train_model(job: EvalJobConfig, cfg, desc: str = "") -> tuple[object, dict]:
     """Train one model on the job's task; returns it and the training record (steps, seconds, curriculum)."""
-    import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
-
     t = job.train
     sample = task_sampler(job)
     torch.manual_seed(t.seed)
-    model = _build(cfg).train()
+    model = seqssm.build_model(cfg).train()
     opt = torch.optim.Adam(model.parameters(), lr=t.lr)
     gen = torch.Generator().manual_seed(t.seed)
     stages = list(t.curriculum)
@@ -213,9 +198,6 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "") -> tuple[object, dict]:
 
 def evaluate_model(job: EvalJobConfig, model, desc: str = "") -> dict:
     """Token accuracy and whole-answer accuracy at every eval length (str(length) -> result or skip reason)."""
-    import torch
-    from tqdm import tqdm
-
     e, sample = job.eval, task_sampler(job)
     segment = e.segment if streams(model) else 0
     exponent = 1 if streams(model) else 2  # how scoring time grows with length (attention: quadratic)
@@ -322,15 +304,6 @@ def plan_layers(job: EvalJobConfig) -> list[tuple[str, int, int]]:
 
 def run_eval(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
     """Train and score every planned model, write the run folder job.out_dir; returns the metrics."""
-    import platform
-
-    import torch
-
-    import seqssm
-    from seqssm.atomic import atomic_write_text
-    from seqssm.config import validate_tree
-    from seqssm.pipelines.runio import atomic_write_json, check_out_dir, publish, staging_dir
-
     validate_tree(job)  # a job built in Python gets the checks load_config does
     out = check_out_dir(job.out_dir, overwrite)
     if job.train.threads:
@@ -366,52 +339,3 @@ def run_eval(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
         publish(stage, out, ARTIFACTS)
     log(table)
     return metrics
-
-
-def load_eval_job(task: str, config: str | None, overrides=(), layer=None, compare=None, budget=None, out=None):
-    """The job for `task` from a YAML (default: the shipped eval_<task>.yaml) plus the command-line overrides."""
-    import seqssm
-    from seqssm.pipelines.lm import resolve_config_path
-
-    sets = list(overrides or ())
-    if layer is not None:
-        sets.append(f"model.layer={layer}")
-    if budget is not None:
-        sets.append(f"train.budget_seconds={budget}")
-    if out is not None:
-        sets.append(f"out_dir={out}")
-    if compare is not None:
-        names = [n.strip() for n in compare.split(",")]
-        if not all(names):
-            raise UsageError(f"--compare {compare!r}: expected comma-separated layer names, e.g. mamba,attention")
-        sets.append(f"compare.layers=[{','.join(names)}]")
-    path = resolve_config_path(config or default_config_name(task))
-    return seqssm.load_config(EVAL_JOBS[task], str(path), sets)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    if args.budget is not None and args.budget < 0:
-        raise UsageError(f"--budget: must be >= 0 seconds (0: no limit), got {args.budget:g}")
-    job = load_eval_job(args.task, args.config, args.set, args.layer, args.compare, args.budget, args.out)
-    if args.print_config:
-        from omegaconf import OmegaConf
-
-        sys.stdout.write(OmegaConf.to_yaml(OmegaConf.structured(job)))
-        return 0
-    run_eval(job, overwrite=args.overwrite)
-    print(f"run folder {job.out_dir}")
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="synthetic tasks: selective copying, induction heads, copy, phonebook")
-    p.add_argument("task", choices=list(EVAL_JOBS))
-    p.add_argument("--config", help="job YAML, or a shipped config name (default: eval_<task>.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.steps=500")
-    p.add_argument("--layer", help="mixer of the model (sets model.layer): mamba, s4d, mamba2, attention")
-    p.add_argument("--compare", metavar="L1,L2,...", help="train one model per layer at matched size (compare.layers)")
-    p.add_argument("--budget", type=float, help="training seconds per model (sets train.budget_seconds)")
-    p.add_argument("--out", help="run folder (sets out_dir)")
-    p.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty run folder")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=_cmd)

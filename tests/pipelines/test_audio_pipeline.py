@@ -14,7 +14,7 @@ import torch
 
 from seqssm import ModelConfig, build_model
 from seqssm.domains.audio import MuLawQuantizer
-from seqssm.pipelines.audio_io import generate_ids, nll_sum
+from seqssm.pipelines.audio.infer import generate_ids, nll_sum
 from seqssm.pipelines.cli import main
 
 SPEAKERS = ("ann", "bob", "cy")

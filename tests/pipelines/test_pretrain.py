@@ -18,7 +18,9 @@ import torch
 from safetensors.torch import load_file
 
 from seqssm.domains.dna.tokenizer import VOCAB
-from seqssm.pipelines import pretrain as pt
+from seqssm.domains.dna import GenomeCorpus
+from seqssm.pipelines.pretrain import checkpoints
+from seqssm.pipelines.pretrain import heldout as pt
 from seqssm.pipelines.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +94,7 @@ def test_exact_segments_train_like_one_piece(genome, tmp_path):
 def test_heldout_score_does_not_depend_on_the_segment_length(genome):
     import seqssm
 
-    corpus = pt.Corpus("fasta", str(genome), 0.1)
+    corpus = GenomeCorpus(str(genome), 0.1)
     model = seqssm.build_model(seqssm.ModelConfig(d_model=16, n_layer=2, d_state=4, vocab_size=10)).double()
     a = pt.heldout_bits(model, corpus, context=64, segment=1000)
     b = pt.heldout_bits(model, corpus, context=64, segment=37)
@@ -181,7 +183,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(genome, tmp_path):
     newest = out / "checkpoints" / "step-00000006.ckpt"
     newest.write_bytes(newest.read_bytes()[:1000])  # a torn write
     with pytest.warns(UserWarning, match="step-00000006.ckpt: unreadable checkpoint"):
-        assert pt.latest_checkpoint(out / "checkpoints").name == "step-00000004.ckpt"
+        assert checkpoints.latest_checkpoint(out / "checkpoints").name == "step-00000004.ckpt"
 
 
 def test_existing_checkpoints_need_resume(genome, tmp_path, capsys):

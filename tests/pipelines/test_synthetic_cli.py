@@ -10,10 +10,11 @@ import torch
 import yaml
 
 import seqssm
-from seqssm.pipelines import evaluate
+from seqssm.pipelines.synthetic import cli as synthetic_cli
+from seqssm.pipelines.synthetic import train as evaluate
 from seqssm.pipelines.cli import main
-from seqssm.pipelines.config import SCHEMAS, schema_for_file
-from seqssm.pipelines.eval_config import EVAL_JOBS, CopyJob, InductionHeadsJob
+from seqssm.pipelines.schemas import SCHEMAS, schema_for_file
+from seqssm.pipelines.synthetic.config import EVAL_JOBS, CopyJob, InductionHeadsJob
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -34,7 +35,7 @@ def one_thread():
 
 @pytest.mark.parametrize("task", list(EVAL_JOBS))
 def test_each_task_ships_a_config_read_by_its_schema(task, capsys):
-    name = evaluate.default_config_name(task)
+    name = synthetic_cli.default_config_name(task)
     assert (CONFIGS / name).is_file()
     assert schema_for_file(name) is EVAL_JOBS[task] and SCHEMAS[name[:-5]] is EVAL_JOBS[task]
     job = seqssm.load_config(EVAL_JOBS[task], str(CONFIGS / name))

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from seqssm.pipelines import bench, bench_scaling
+from seqssm.pipelines.benchmarks import measure
+from seqssm.pipelines.benchmarks import scaling as bench_scaling
 from seqssm.pipelines.cli import main
 
 
@@ -64,7 +65,7 @@ def test_summary_ratio_and_crossover():
 
 
 def test_a_case_past_its_timeout_is_recorded_not_raised():
-    res = bench._run_case("scaling", timeout=0.01, layer="mamba", mode="forward", length=64, d_model=16, threads=1,
+    res = measure.run_case("scaling", timeout=0.01, layer="mamba", mode="forward", length=64, d_model=16, threads=1,
                           decode_steps=1)
     assert res == {"error": "timed out after 0.01 s"}
 

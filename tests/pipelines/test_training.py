@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from seqssm.pipelines import jobcli
-from seqssm.pipelines.config import TrainConfig
-from seqssm.pipelines.lm import lr_lambda
+from seqssm.pipelines import training
+from seqssm.pipelines.jobconfig import TrainConfig
 
 
 class FakeClock:
@@ -20,24 +19,25 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     c = FakeClock()
-    monkeypatch.setattr(jobcli.time, "perf_counter", c)
+    monkeypatch.setattr(training.time, "perf_counter", c)
     return c
 
 
 def test_without_budget_the_schedule_follows_steps(clock):
     t = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
-    f, g = jobcli.lr_schedule(t, 1000, jobcli.TimeBudget(0)), lr_lambda(10, 1000, 0.1)
+    f = training.lr_schedule(t.warmup_steps, 1000, t.min_lr_ratio, training.TimeBudget(0))
+    g = training.lr_schedule(10, 1000, 0.1)  # by step alone
     for step in (0, 5, 10, 500, 999, 1000):
         clock.now += 1e6  # time passing changes nothing
         assert f(step) == g(step)
-    assert jobcli.TimeBudget(0).trainer_kwargs() == {}
+    assert training.TimeBudget(0).trainer_kwargs() == {}
 
 
 @pytest.mark.parametrize("spent", [0.25, 0.5, 0.9, 1.0], ids=lambda s: f"spent-{s}")
 def test_budget_moves_the_cosine_with_the_clock(clock, spent):
     t = TrainConfig(warmup_steps=10, min_lr_ratio=0.1, max_minutes=2.0)
-    budget = jobcli.TimeBudget(t.max_minutes)
-    f, g = jobcli.lr_schedule(t, 1000, budget), lr_lambda(10, 1000, 0.1)
+    budget = training.TimeBudget(t.max_minutes)
+    f, g = training.lr_schedule(t.warmup_steps, 1000, t.min_lr_ratio, budget), training.lr_schedule(10, 1000, 0.1)
     assert f(0) == g(0)  # the first reading starts the clock; warm-up is by step
     clock.now += spent * 120.0
     assert f(5) == g(5)

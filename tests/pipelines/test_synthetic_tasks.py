@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import seqssm
-from seqssm.pipelines import eval_tasks as T
-from seqssm.pipelines.evaluate import scored_logits
+from seqssm.pipelines.synthetic import tasks as T
+from seqssm.pipelines.synthetic.train import scored_logits
 
 
 def gen(seed=0):
