@@ -5,7 +5,10 @@ It imports seqssm.kernels only (never lightning, seqssm.domains or seqssm.pipeli
 """
 
 from seqssm._version import __version__
-from seqssm.config import ConfigError, GenerateConfig, ModelConfig, load_config, save_config
+from seqssm.config import (
+    AttentionConfig, ConfigError, GenerateConfig, Mamba2Config, ModelConfig, MoEConfig, MultiScaleConfig, SSMConfig,
+    StrandConfig, load_config, save_config,
+)
 from seqssm.registry import HEADS, LAYERS, Registry
 from seqssm.state import LayerState, ModelState
 from seqssm import layers  # noqa: F401  (registers the built-in mixers)
@@ -14,6 +17,12 @@ from seqssm.checkpoint import CheckpointError, load_mamba_ssm_state_dict, load_p
 
 __all__ = [
     "__version__",
+    "AttentionConfig",
+    "Mamba2Config",
+    "MoEConfig",
+    "MultiScaleConfig",
+    "SSMConfig",
+    "StrandConfig",
     "CheckpointError",
     "ConfigError",
     "GenerateConfig",

@@ -3,9 +3,9 @@ Mamba paper section 4.4).
 
 Dimension names: b batch · l samples per crop (data.crop_len) · v vocabulary (2^bits levels).
 
-Training: a folder of audio -> split by file (FSDD by take; seqssm.domains.audio.corpus) -> load, mono, resample, quantise (mu-law or linear)
--> one random crop of l + 1 ids per clip and epoch, short clips padded and masked -> next-sample cross-entropy.
-The model is `seqssm.build_model(job.model)` (the multi-scale backbone when model.pool_factors is set); the
+Training: a folder of audio -> split by file (FSDD by take; seqssm.domains.audio.corpus) -> load, mono, resample,
+quantise (mu-law or linear) -> one random crop of l + 1 ids per clip and epoch, short clips padded and masked -> next-sample cross-entropy.
+The model is `seqssm.build_model(job.model)` (the multi-scale backbone when model.multiscale.pool_factors is set); the
 LightningModule only wraps it. AdamW (no decay on A_log, D, norms, biases), linear warm-up and cosine decay.
 Validation files come out of the training files; the test files (and held-out speakers) are scored once at the
 end, whole, in bits per sample, with the convention (quantiser, rate, split) stated beside the number.

@@ -64,7 +64,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    cl = subparsers.add_parser("classify", help="DNA sequence classification: train, eval, predict, embed")
+    cl = subparsers.add_parser("classify",
+                               help="sequence classification (DNA, or data.domain): train, eval, predict, embed")
     sub = cl.add_subparsers(dest="classify_command", metavar="ACTION")
     sub.required = True
 

@@ -94,7 +94,8 @@ class ClassifyJobConfig:
                     f"must be 0: domain {plugin.name!r} has no reverse strand")
             require(not self.eval.rc_conjoin, p + "eval.rc_conjoin", self.eval.rc_conjoin,
                     f"must be false: domain {plugin.name!r} has no reverse strand")
-            require(not self.model.rc_equivariant, p + "model.rc_equivariant", self.model.rc_equivariant,
+            require(not self.model.strand.rc_equivariant, p + "model.strand.rc_equivariant",
+                    self.model.strand.rc_equivariant,
                     f"must be false: domain {plugin.name!r} has no reverse strand")
 
 

@@ -110,8 +110,9 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
     validate_tree(job)
     plugin = domains.load(job.data.domain)
     tok = plugin.tokenizer()
-    if job.model.rc_equivariant:  # Caduceus-PS needs the tokenizer's complement map; it is saved with the model
-        job = dataclasses.replace(job, model=dataclasses.replace(job.model, rc_complement=tok.complement_ids.tolist()))
+    if job.model.strand.rc_equivariant:  # Caduceus-PS needs the tokenizer's complement map; saved with the model
+        strand = dataclasses.replace(job.model.strand, rc_complement=tok.complement_ids.tolist())
+        job = dataclasses.replace(job, model=dataclasses.replace(job.model, strand=strand))
         validate_tree(job)
     d, t = job.data, job.train
     if not d.train or not d.val:

@@ -2,8 +2,8 @@
 
 Dimension names: b batch · l sequence length (data.seq_len) · v vocabulary (256 bytes).
 
-Data: the file's bytes through np.memmap (never read whole; seqssm.domains.bytes). The last `data.val_fraction` of the file is held
-out; validation reads it as contiguous, non-overlapping windows of l+1 bytes (stride l, so every held-out byte
+Data: the file's bytes through np.memmap (never read whole; seqssm.domains.bytes). The last `data.val_fraction`
+of the file is held out; validation reads it as contiguous, non-overlapping windows of l+1 bytes (stride l, so every held-out byte
 after the first is a target once). Training draws windows of l+1 bytes at random offsets in the rest; window i
 of the run comes from numpy's generator seeded with (train.seed, i), so the draw is the same whatever the number
 of workers. Loss: cross-entropy in nats; bits per byte = nats / ln 2.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from seqssm import ModelConfig
 from seqssm.pipelines.jobconfig import UsageError
 
 
@@ -51,12 +52,21 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def _dotted(tree: dict, prefix: str = "") -> dict:
+    """{"ssm": {"d_state": 4}} -> {"ssm.d_state": 4}."""
+    out = {}
+    for k, v in tree.items():
+        out.update(_dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
 def check_same_model(path: Path, model_cfg) -> None:
     """One-line error when the checkpoint at `path` was written for another model config (before any compute)."""
     saved = torch.load(path, map_location="cpu", weights_only=False).get("seqssm_model_config")
     if saved is None:
         return  # written before configs were stored: Lightning's own state-dict check still applies
-    here = dataclasses.asdict(model_cfg)
+    saved = _dotted(ModelConfig.upgrade(saved))  # a checkpoint of the flat layout compares key for key too
+    here = _dotted(dataclasses.asdict(model_cfg))
     diff = [k for k in here if saved.get(k) != here[k]] + sorted(set(saved) - set(here))
     if diff:
         k = diff[0]

@@ -164,10 +164,10 @@ class PretrainJobConfig:
         else:
             require(self.model.layer != "bimamba", p + "model.layer", self.model.layer,
                     "bimamba sees the future: use objective.kind masked, or a causal mixer")
-        group = math.prod(self.model.pool_factors or [1])
+        group = math.prod(self.model.multiscale.pool_factors or [1])
         if self.schedule.segment_len and group > 1:  # mid-group, the multi-scale model runs decoding steps
             require(self.schedule.segment_len % group == 0, p + "schedule.segment_len", self.schedule.segment_len,
-                    f"must be a multiple of the product of model.pool_factors ({group})")
+                    f"must be a multiple of the product of model.multiscale.pool_factors ({group})")
         if self.data.source in domains.sources() and 1 <= self.data.bits <= 16:  # else data.validate names it
             want = domains.by_source(self.data.source).vocab_size(self.data)
             require(self.model.vocab_size == want, p + "model.vocab_size", self.model.vocab_size,

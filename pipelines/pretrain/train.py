@@ -4,8 +4,8 @@ through time, a held-out evaluation in bits per token, and crash-safe resume.
 
 Dimension names: b batch · l window length (the stage's seq_len) · s segment length · v vocabulary.
 
-Data: the corpus of the domain plugin that reads data.source (seqssm.domains.by_source). Every record is split: its last `data.holdout` is held out, training windows come from the rest. The
-windows of optimizer step t are drawn from a generator seeded by (train.seed, t), so the data position of a run
+Data: the corpus of the domain plugin that reads data.source (seqssm.domains.by_source). Every record is split:
+its last `data.holdout` is held out, training windows come from the rest. The windows of optimizer step t are drawn from a generator seeded by (train.seed, t), so the data position of a run
 is its step count: a resumed run reads exactly the windows the uninterrupted one would have.
 
 Schedule (HyenaDNA, Nguyen et al. 2023, section 3.2): stages of (seq_len, steps); the batch size of a stage is

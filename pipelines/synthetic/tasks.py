@@ -1,4 +1,5 @@
-"""Synthetic tasks of `seqssm eval` (the generators): batches of token ids, the positions whose outputs are scored, the answers.
+"""The synthetic tasks of `seqssm eval` (generators): batches of token ids, the positions whose outputs are scored,
+and the answers.
 
 Dimension names used in this file:
     b batch · l input length · m scored positions per row

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).parent
-TINY = ["model.d_model=16", "model.n_layer=2", "model.d_state=4", "model.scan_backend=reference",
+TINY = ["model.d_model=16", "model.n_layer=2", "model.ssm.d_state=4", "model.scan_backend=reference",
         "data.batch_size=8", "data.eval_batch_size=16", "train.max_steps=12", "train.warmup_steps=2",
         "train.val_every=6", "train.log_every=2", "train.progress_bar=false", "train.threads=1"]
 PROTEIN = ["data.domain=protein", "model.vocab_size=21", "data.rc_augment=0", "eval.rc_conjoin=false"]
@@ -89,7 +89,7 @@ def test_pretrain_reads_the_plugins_source(site, tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "proteins.txt"
     data.write_text("\n".join("".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), size=60)) for _ in range(100)))
-    sets = ["data.source=protein", "model.vocab_size=21", "model.d_model=16", "model.n_layer=1", "model.d_state=4",
+    sets = ["data.source=protein", "model.vocab_size=21", "model.d_model=16", "model.n_layer=1", "model.ssm.d_state=4",
             "schedule.stages=[{seq_len: 32, steps: 4}]", "schedule.tokens_per_batch=128", "train.progress_bar=false",
             "train.warmup_steps=1", "train.threads=1", "train.tensorboard=false", "data.eval_segment=256",
             "data.eval_context=16"]

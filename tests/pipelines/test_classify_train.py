@@ -180,11 +180,11 @@ def test_rc_equivariant_classifier_scores_both_strands_alike(tmp_path):
     strands changes nothing, and the saved config carries the tokenizer's complement map."""
     from seqssm.domains.dna.tokenizer import COMPLEMENT_IDS
 
-    run = _train(tmp_path, "rcps", extra=["model.rc_equivariant=true"])
+    run = _train(tmp_path, "rcps", extra=["model.strand.rc_equivariant=true"])
     m = json.loads((run / "metrics.json").read_text())
     for split in ("dev", "test"):
         on, off = m[split]["rc_conjoin"], m[split]["single_strand"]
         assert on["confusion_matrix"] == off["confusion_matrix"]
         assert on["auroc"] == pytest.approx(off["auroc"], abs=1e-6)
     saved = yaml.safe_load((run / "model" / "config.yaml").read_text())
-    assert saved["rc_equivariant"] is True and saved["rc_complement"] == COMPLEMENT_IDS.tolist()
+    assert saved["strand"]["rc_equivariant"] is True and saved["strand"]["rc_complement"] == COMPLEMENT_IDS.tolist()

@@ -192,8 +192,8 @@ def test_moe_job_adds_the_balancing_loss_and_logs_dropped_tokens(tmp_path):
 
     data = tmp_path / "corpus.txt"
     data.write_bytes(make_text(20_000))
-    train_lm(_job(data, tmp_path / "moe", "model.moe_layer_idx=[0]", "model.n_experts=2",
-                     "model.capacity_factor=0.5", "train.max_steps=4", "train.val_every=4", "train.log_every=1"))
+    train_lm(_job(data, tmp_path / "moe", "model.moe.layer_idx=[0]", "model.moe.n_experts=2",
+                     "model.moe.capacity_factor=0.5", "train.max_steps=4", "train.val_every=4", "train.log_every=1"))
     rows = list(csv.DictReader(open(next((tmp_path / "moe" / "logs").rglob("metrics.csv")))))
     aux = [float(r["moe_aux_loss"]) for r in rows if r.get("moe_aux_loss")]
     dropped = [float(r["moe_dropped_tokens"]) for r in rows if r.get("moe_dropped_tokens")]

@@ -20,7 +20,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 # a trivially small setting: strings of 2 tokens from 4, copied; the causal conv (width 4) alone can do it
 TINY_COPY = [
-    "model.d_model=16", "model.d_state=4", "model.vocab_size=5", "task.vocab=4",
+    "model.d_model=16", "model.ssm.d_state=4", "model.vocab_size=5", "task.vocab=4",
     "train.curriculum=[2]", "train.steps=150", "train.budget_seconds=0", "train.lr=0.01", "train.batch_size=16",
     "train.progress_bar=false", "eval.lengths=[2,3]", "eval.samples=64", "eval.batch_size=32",
 ]

@@ -93,7 +93,7 @@ def test_phonebook_answer_is_the_queried_entrys_number():
 
 def test_scored_logits_streamed_in_segments_equal_one_pass():
     torch.manual_seed(0)
-    model = seqssm.build_model(seqssm.ModelConfig(d_model=16, n_layer=2, vocab_size=17, d_state=4)).eval()
+    model = seqssm.build_model(seqssm.ModelConfig.from_flat(d_model=16, n_layer=2, vocab_size=17, d_state=4)).eval()
     batch = T.induction_heads(2, 50, 16, gen(4))
     positions = torch.tensor([3, 17, 18, 40, 49])
     with torch.no_grad():
