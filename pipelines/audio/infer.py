@@ -134,6 +134,8 @@ def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None,
     bar = tqdm(total=n_samples, desc="sampling", unit="sample", unit_scale=True, disable=not progress, leave=False)
 
     def on_step(i: int, token: torch.Tensor, logits: torch.Tensor) -> None:
+        if i == 0:
+            clock[0] = time.perf_counter()  # the per-step clock starts after the prompt's parallel pass
         loglik.add_(torch.log_softmax(logits.double(), -1).gather(1, token[:, None])[:, 0].cpu())
         bar.update(1)
         if (i + 1) % block == 0:
