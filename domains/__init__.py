@@ -1,4 +1,5 @@
-"""seqssm.domains: domain plugins (dna, audio), each registered through the `seqssm.domains` entry-point group.
+"""seqssm.domains (the folder domains/ of the source tree, installed as seqssm.domains): domain plugins (dna,
+audio, bytes), each registered through the `seqssm.domains` entry-point group, and the data they own.
 
 A plugin imports the core; the core never imports a plugin. Discovery goes through installed package metadata
 (`[project.entry-points."seqssm.domains"]` in pyproject.toml), so a third-party package can add a domain without

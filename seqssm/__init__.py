@@ -1,6 +1,7 @@
 """seqssm: Mamba selective state space models (Gu & Dao 2023) for genomics and audio.
 
-The core package: configs, the layer/head registries, models with streaming state and generation, checkpoints.
+The core package (the folder seqssm/ of the source tree; kernels/, domains/, pipelines/ and configs/ install
+beside it as seqssm.kernels, seqssm.domains, seqssm.pipelines and seqssm.configs): configs, the layer/head registries, models with streaming state and generation, checkpoints.
 It imports seqssm.kernels only (never lightning, seqssm.domains or seqssm.pipelines).
 """
 
