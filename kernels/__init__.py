@@ -1,4 +1,5 @@
-"""seqssm.kernels: the sequence operators, each one public validated entry dispatching by a `backend` name.
+"""seqssm.kernels (the folder kernels/ of the source tree): the sequence operators, each one public validated
+entry dispatching by a `backend` name.
 
 Depends on torch (and, later, triton) only; nothing here imports the rest of seqssm.
 """

@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from seqssm.pipelines.config import UsageError
+import numpy as np
+
+from seqssm.domains.dna import read_fasta
+from seqssm.domains.dna.markov import encode, markov_table
+from seqssm.pipelines.jobconfig import UsageError
+from seqssm.pipelines.rundir import atomic_write_json
 
 
 def markov_baseline(fasta: str, holdout: float, max_order: int) -> dict:
-    import numpy as np
-
-    from seqssm.domains.dna import read_fasta
-    from seqssm.domains.dna.markov import encode, markov_table
-
     if not 0 < holdout < 1:
         raise UsageError(f"--holdout: must be in (0, 1), got {holdout}")
     if not 0 <= max_order <= 13:
@@ -37,8 +37,6 @@ def markov_baseline(fasta: str, holdout: float, max_order: int) -> dict:
 
 
 def _cmd_markov(args: argparse.Namespace) -> int:
-    from seqssm.pipelines.runio import atomic_write_json
-
     res = markov_baseline(args.fasta, args.holdout, args.max_order)
     print(f"{args.fasta}: {res['train_bases']:,} bases train, last {res['test_bases']:,} held out; both strands counted")
     print(f"{'k':>3} {'bits/nt':>8} {'a_k':>7}")

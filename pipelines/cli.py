@@ -1,9 +1,10 @@
 """The `seqssm` command line.
 
 Subcommands live in their own modules, listed in `SUBCOMMANDS` (name -> module). A module provides
-`register(subparsers)`, which adds its parser and sets `func(args) -> int` as a default; the module must keep its
-top-level imports light (Lightning is imported inside the functions that train), so `seqssm info` stays fast.
-Adding a subcommand is one line in `SUBCOMMANDS`.
+`register(subparsers)`, which adds its parser and sets `func(args) -> int` as a default. These modules are light
+(each job's cli.py); the job modules, which import Lightning at their top, are imported by the command function
+that runs them (lazy dispatch), so `seqssm info` never loads Lightning. Adding a subcommand is one line in
+`SUBCOMMANDS` (see docs/architecture.md).
 
 Errors: a user mistake (bad path, unknown config key, bad value, bad option) prints one line
 `seqssm: error: <message naming the file or argument>` on stderr and exits with status 2, without a traceback.
@@ -20,18 +21,24 @@ import sys
 import threading
 from typing import Sequence
 
+from seqssm import CheckpointError, ConfigError, domains
+from seqssm.domains import DomainInputError
+from seqssm.kernels import KernelInputError
+from seqssm.pipelines.info import seqssm_version
+from seqssm.pipelines.jobconfig import UsageError
+
 PROG = "seqssm"
 
 # name -> module providing register(subparsers); one line per subcommand
 SUBCOMMANDS: dict[str, str] = {
     "info": "seqssm.pipelines.info",
-    "lm": "seqssm.pipelines.lm",
-    "bench": "seqssm.pipelines.bench",
-    "classify": "seqssm.pipelines.classify",
-    "audio": "seqssm.pipelines.audio",
+    "lm": "seqssm.pipelines.lm.cli",
+    "bench": "seqssm.pipelines.benchmarks.bench",
+    "classify": "seqssm.pipelines.classify.cli",
+    "audio": "seqssm.pipelines.audio.cli",
     "baseline": "seqssm.pipelines.baseline",
-    "pretrain": "seqssm.pipelines.pretrain",
-    "eval": "seqssm.pipelines.evaluate",
+    "pretrain": "seqssm.pipelines.pretrain.cli",
+    "eval": "seqssm.pipelines.synthetic.cli",
 }
 
 EXIT_USAGE = 2
@@ -49,22 +56,23 @@ class _Parser(argparse.ArgumentParser):
         raise CLIUsageError(f"{where}: {message}" if where else message)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "the user's input is wrong", not "the code is wrong"."""
-    from seqssm import CheckpointError, ConfigError
-    from seqssm.domains.audio import AudioInputError
-    from seqssm.domains.dna import DNAInputError
-    from seqssm.kernels import KernelInputError
-    from seqssm.pipelines.config import UsageError
-
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "the user's input is wrong", not "the code is wrong": the core's, the CLI's,
+    and those every installed domain plugin declares (`user_errors`)."""
+    plugins = []
+    for name in domains.available():
+        try:
+            plugins += list(getattr(domains.load(name), "user_errors", ()))
+        except ImportError:  # a plugin whose optional dependencies are missing reports that when it is used
+            pass
     return (
         CLIUsageError,
         ConfigError,
         CheckpointError,
         UsageError,
         KernelInputError,
-        DNAInputError,
-        AudioInputError,
+        DomainInputError,
+        *plugins,
         FileNotFoundError,
         FileExistsError,
         IsADirectoryError,
@@ -74,8 +82,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from seqssm.pipelines.info import seqssm_version
-
     parser = _Parser(prog=PROG, description="Mamba selective state space models for genomics and audio.")
     parser.add_argument("--version", action="version", version=f"{PROG} {seqssm_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         msg = f"{exc.filename}: {exc.strerror}"
     else:
@@ -95,7 +101,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(msg.split())  # one line, whatever the message held
 
 
-def _exit_on_sigterm(signum, frame):
+def exit_on_sigterm(signum, frame):
     """SIGTERM becomes SystemExit, so cleanup code (staging folders) runs as it does for Ctrl-C."""
     raise SystemExit(128 + signum)
 
@@ -103,25 +109,25 @@ def _exit_on_sigterm(signum, frame):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to sys.exit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    user_errors = _user_errors()
+    errors = user_errors()
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
-        return _run(argv, user_errors)
+        return _run(argv, errors)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(argv: list[str], user_errors) -> int:
+def _run(argv: list[str], errors) -> int:
     try:
         args = build_parser().parse_args(argv)
         status = args.func(args)
-    except user_errors as exc:
+    except errors as exc:
         if os.environ.get("SEQSSM_DEBUG"):
             raise
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -23,6 +23,18 @@ from typing import Sequence
 
 import numpy as np
 
+from seqssm import GenerateConfig
+from seqssm.domains.audio import AudioFolder, make_quantizer, split_files, unigram_bits
+from seqssm.domains.bytes import ByteFile
+from seqssm.pipelines.audio.config import load_job as load_audio_job
+from seqssm.pipelines.audio.train import train_audio
+from seqssm.pipelines.classify.config import load_job as load_classify_job
+from seqssm.pipelines.classify.train import train_classifier
+from seqssm.pipelines.cli import main as cli
+from seqssm.pipelines.lm.config import load_job as load_lm_job
+from seqssm.pipelines.lm.sample import sample_lm
+from seqssm.pipelines.lm.train import train_lm
+
 DEMO_DATA = Path("data/demo/ecoli_k12_mg1655_first300k.txt")
 DEMO_DNA = Path("data/demo/gue_mouse_0")
 DEMO_AUDIO = Path("data/demo/fsdd_jackson")
@@ -77,10 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def demo_lm(args, out: str) -> None:
-    from seqssm import GenerateConfig
-    from seqssm.pipelines.lm import ByteFile, load_job, sample_lm, train_lm
-
-    job = load_job(args.config, args.set, data=args.data, out=out)
+    job = load_lm_job(args.config, args.set, data=args.data, out=out)
     print(f"seqssm demo: training a byte LM on {job.data.path} -> {out}", flush=True)
     m = train_lm(job)
     ref = reference_bits(Path(job.data.path), ByteFile(job.data.path, job.data.seq_len, job.data.val_fraction).split)
@@ -109,11 +118,9 @@ def demo_lm(args, out: str) -> None:
 
 
 def demo_classify(args, out: str) -> None:
-    from seqssm.pipelines.classify import load_job, train_classifier
-
     d = Path(args.dna)
     cls_out = str(Path(out) / "classify")
-    job = load_job("classify_dna", CLASSIFY_DEMO + list(args.classify_set), train=str(d / "train.csv"),
+    job = load_classify_job("classify_dna", CLASSIFY_DEMO + list(args.classify_set), train=str(d / "train.csv"),
                    val=str(d / "dev.csv"), test=str(d / "test.csv"), out=cls_out)
     print(f"\nseqssm demo: training a DNA classifier on {d} (GUE mouse_0) -> {cls_out}", flush=True)
     m = train_classifier(job)
@@ -129,16 +136,14 @@ def demo_classify(args, out: str) -> None:
 
 
 def demo_audio(args, out: str) -> None:
-    from seqssm.domains.audio import AudioFolder, unigram_bits
-    from seqssm.pipelines.audio import load_job, train_audio
-    from seqssm.pipelines.audio_io import make_quantizer, split_files
-    from seqssm.pipelines.cli import main as cli
-
     audio_out = Path(out) / "audio"
-    job = load_job("audio_fsdd", AUDIO_DEMO + list(args.audio_set), data=args.audio, out=str(audio_out))
+    job = load_audio_job("audio_fsdd", AUDIO_DEMO + list(args.audio_set), data=args.audio, out=str(audio_out))
     print(f"\nseqssm demo: training an audio model on {args.audio} (FSDD subset) -> {audio_out}", flush=True)
     m = train_audio(job)
-    files, q = split_files(job.data, job.train.seed), make_quantizer(job.data)
+    d = job.data
+    files = split_files(d.folder, d.split, d.test_takes, d.heldout_speakers, d.test_fraction, d.val_fraction,
+                        job.train.seed)
+    q = make_quantizer(d.quantizer, d.bits, d.scaling, d.bins)
     clips = {k: [AudioFolder(files[k], job.data.sample_rate, q)[i] for i in range(len(files[k]))]
              for k in ("train", "test")}
     print()
@@ -153,19 +158,15 @@ def demo_audio(args, out: str) -> None:
 
 
 if __name__ == "__main__":
-    from seqssm.pipelines.cli import PROG
-
     import signal
 
-    from seqssm.pipelines.cli import _exit_on_sigterm
+    from seqssm.pipelines.cli import PROG, exit_on_sigterm, one_line, user_errors
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         sys.exit(main())
     except Exception as exc:  # the same one-line treatment as the CLI, for the same user errors
-        from seqssm.pipelines.cli import _one_line, _user_errors
-
-        if isinstance(exc, _user_errors()):
-            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        if isinstance(exc, user_errors()):
+            print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -8,8 +8,11 @@ which returns each layer's state, then every new token costs one `step`, indepen
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
+from seqssm.config import GenerateConfig
 from seqssm.state import ModelState
 
 
@@ -49,17 +52,6 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _check_sampling(max_new_tokens, temperature, top_k, top_p) -> None:
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens: must be an int >= 0, got {max_new_tokens!r}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature: must be >= 0, got {temperature!r}")
-    if not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k: must be an int >= 0, got {top_k!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p: must be in (0, 1], got {top_p!r}")
-
-
 class GenerationMixin:
     """Recurrent decoding for a model with `.backbone` (allocate_state, step) and `._logits(hidden)`."""
 
@@ -80,13 +72,16 @@ class GenerationMixin:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
+        on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """prompt (b, l) long -> (b, l + max_new_tokens): the prompt followed by sampled tokens.
 
         The same `seed` gives the same tokens (a private torch.Generator; the global RNG is untouched);
-        seed None samples from the global RNG.
+        seed None samples from the global RNG. `on_step(i, token (b,), logits (b, v))`, when given, is called
+        once per generated token with the unfiltered temperature-1 logits it was drawn from: the hook for a
+        caller's log-likelihood, timing or progress (the audio job uses all three), without a second loop.
         """
-        _check_sampling(max_new_tokens, temperature, top_k, top_p)
+        GenerateConfig(max_new_tokens, temperature, top_k, top_p).validate()  # ConfigError (a ValueError)
         if isinstance(prompt, torch.Tensor) and prompt.dim() == 1:
             raise ValueError(f"prompt: expected shape (b, l), got {tuple(prompt.shape)}; use prompt[None]")
         generator = None
@@ -98,6 +93,8 @@ class GenerationMixin:
         tokens = [prompt.long()]
         for i in range(max_new_tokens):
             token = sample_next(next_logits, temperature, top_k, top_p, generator)
+            if on_step is not None:
+                on_step(i, token, next_logits)
             tokens.append(token.unsqueeze(1))
             if i + 1 < max_new_tokens:
                 next_logits = self.step(token, state)

@@ -67,9 +67,9 @@ def init_weights(module: nn.Module, n_layer: int, initializer_range: float = 0.0
 
 
 def mixer_name(cfg: ModelConfig, layer_idx: int) -> str:
-    """The registry name of block `layer_idx`'s mixer: "attention" for indices in cfg.attn_layer_idx (a hybrid
+    """The registry name of block `layer_idx`'s mixer: "attention" for indices in cfg.attention.layer_idx (a hybrid
     stack, as mamba_ssm's attn_layer_idx), cfg.layer otherwise."""
-    return "attention" if layer_idx in cfg.attn_layer_idx else cfg.layer
+    return "attention" if layer_idx in cfg.attention.layer_idx else cfg.layer
 
 
 class Block(nn.Module):
@@ -83,7 +83,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
         self.residual_in_fp32 = cfg.residual_in_fp32
-        if cfg.rc_equivariant:  # Caduceus-PS: one norm and one mixer of width d/2 shared by both strands
+        if cfg.strand.rc_equivariant:  # Caduceus-PS: one norm and one mixer of width d/2 shared by both strands
             self.norm = RCNorm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
             self.mixer = RCPSMixer(cfg, layer_idx, mixer_name(cfg, layer_idx))
         else:
@@ -91,7 +91,7 @@ class Block(nn.Module):
             self.mixer = LAYERS.get(mixer_name(cfg, layer_idx))(cfg, layer_idx)
         # MoE-Mamba (Pióro et al. 2024, section 3): a second pre-norm residual sub-layer, a switch MoE FFN
         self.moe, self.moe_norm = None, None
-        if layer_idx in cfg.moe_layer_idx:
+        if layer_idx in cfg.moe.layer_idx:
             self.moe_norm = make_norm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
             self.moe = SwitchMoE(cfg, layer_idx)
 
@@ -149,8 +149,8 @@ class Backbone(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        if cfg.rc_equivariant:
-            self.embedding = RCPSEmbedding(cfg.padded_vocab_size, cfg.d_model, cfg.rc_complement)
+        if cfg.strand.rc_equivariant:
+            self.embedding = RCPSEmbedding(cfg.padded_vocab_size, cfg.d_model, cfg.strand.rc_complement)
             self.norm_f = RCNorm(cfg.d_model, cfg.norm_eps, cfg.rms_norm)
         else:
             self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
@@ -203,9 +203,9 @@ class Backbone(nn.Module):
 
 
 def make_backbone(cfg: ModelConfig) -> nn.Module:
-    """A flat Backbone, or the multi-scale (SaShiMi) one when cfg.pool_factors is set; both have the same
+    """A flat Backbone, or the multi-scale (SaShiMi) one when cfg.multiscale.pool_factors is set; both have the same
     interface (forward with state, allocate_state, step)."""
-    if cfg.pool_factors:
+    if cfg.multiscale.pool_factors:
         from seqssm.multiscale import MultiScaleBackbone  # it builds on Block, defined above
 
         return MultiScaleBackbone(cfg)
@@ -231,7 +231,7 @@ class SeqModel(PretrainedMixin, nn.Module):
         losses = [m.last_aux_loss for m in self.moe_layers() if m.last_aux_loss is not None]
         if not losses:
             return torch.zeros((), device=next(self.parameters()).device)
-        return self.config.moe_aux_weight * torch.stack(losses).sum()
+        return self.config.moe.aux_weight * torch.stack(losses).sum()
 
     def dropped_tokens(self) -> int:
         """Tokens dropped over capacity by all MoE layers in the last forward (each layer counts its own)."""
@@ -317,14 +317,14 @@ class SequenceClassifier(SeqModel):
         super().__init__(cfg)
         self.backbone = make_backbone(cfg)
         # rc_equivariant: the two strands' pooled halves are added, an RC-invariant feature of width d/2
-        self.classifier = nn.Linear(cfg.d_model // 2 if cfg.rc_equivariant else cfg.d_model, cfg.num_classes)
+        self.classifier = nn.Linear(cfg.d_model // 2 if cfg.strand.rc_equivariant else cfg.d_model, cfg.num_classes)
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, input_ids, attention_mask=None):
         """input_ids (b, l), attention_mask (b, l) or None -> logits (b, c) float32."""
         hidden = self.hidden_states(input_ids, attention_mask)
         features = pool(hidden, attention_mask, self.config.pooling)
-        if self.config.rc_equivariant:
+        if self.config.strand.rc_equivariant:
             features = invariant_features(features)
         logits = self.classifier(features)
         return logits.to(_at_least_fp32(logits.dtype))

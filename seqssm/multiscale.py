@@ -36,7 +36,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from seqssm.config import ModelConfig
+from seqssm.config import ModelConfig, MultiScaleConfig
 from seqssm.model import Block, check_input_ids, init_weights, run_block
 from seqssm.layers.norm import make_norm
 from seqssm.state import ModelState
@@ -85,10 +85,10 @@ class Stack(nn.Module):
 
 def stage_config(cfg: ModelConfig, stage: int) -> ModelConfig:
     """The flat-stack config of one stage: its width and mixer; dt_rank follows the stage's width."""
-    layer = cfg.stage_layers[stage] if cfg.stage_layers else cfg.layer
+    layer = cfg.multiscale.stage_layers[stage] if cfg.multiscale.stage_layers else cfg.layer
     return dataclasses.replace(
-        cfg, d_model=cfg.d_model * cfg.pool_expand**stage, layer=layer, pool_factors=[], stage_layers=[],
-        attn_layer_idx=[], moe_layer_idx=[],
+        cfg, d_model=cfg.d_model * cfg.multiscale.pool_expand**stage, layer=layer, multiscale=MultiScaleConfig(),
+        attention=dataclasses.replace(cfg.attention, layer_idx=[]), moe=dataclasses.replace(cfg.moe, layer_idx=[]),
     )
 
 
@@ -102,7 +102,7 @@ class MultiScaleBackbone(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.pools = list(cfg.pool_factors)
+        self.pools = list(cfg.multiscale.pool_factors)
         n_levels = len(self.pools)
         stages = [stage_config(cfg, s) for s in range(n_levels + 1)]
         self.widths = [c.d_model for c in stages]

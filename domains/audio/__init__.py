@@ -16,6 +16,7 @@ from seqssm.domains.audio.io import (
     AUDIO_SUFFIXES, AudioInfo, AudioInputError, audio_info, iter_audio_blocks, list_audio_files, load_audio,
     save_wav,
 )
+from seqssm.domains.audio.corpus import AudioCorpus, convention, make_quantizer, split_files
 from seqssm.domains.audio.metrics import bits_per_sample, unigram_bits
 from seqssm.domains.audio.quantize import LinearQuantizer, MuLawQuantizer, build_quantizer, minmax_scale
 
@@ -30,12 +31,26 @@ class AudioPlugin:
     user_errors: tuple = (AudioInputError,)
     suffixes: tuple = AUDIO_SUFFIXES
     quantizers: dict = field(default_factory=lambda: {"mulaw": MuLawQuantizer, "linear": LinearQuantizer})
+    source: str = "audio"  # `pretrain` data.source
+    strands: bool = False
+
+    def corpus(self, path, holdout: float, options=None) -> AudioCorpus:
+        """options: sample_rate and bits (the pretraining data config)."""
+        return AudioCorpus(path, holdout, options.sample_rate, options.bits)
+
+    def vocab_size(self, options=None) -> int:
+        return 1 << options.bits
+
+    quantizer = staticmethod(make_quantizer)
+    split_files = staticmethod(split_files)
+    convention = staticmethod(convention)
 
 
 plugin = AudioPlugin()
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "AudioCorpus",
     "AudioFolder",
     "AudioInfo",
     "AudioInputError",
@@ -47,6 +62,9 @@ __all__ = [
     "audio_info",
     "bits_per_sample",
     "build_quantizer",
+    "convention",
+    "make_quantizer",
+    "split_files",
     "fsdd_split",
     "iter_audio_blocks",
     "list_audio_files",

@@ -14,6 +14,8 @@ from seqssm.domains.dna.alphabet import IUPAC, DNAInputError, reverse_complement
 from seqssm.domains.dna.conjoin import rc_conjoin
 from seqssm.domains.dna.datasets import Collate, DedupReport, GenomeWindows, LabelledSequences, dedup_against
 from seqssm.domains.dna.fasta import BedInterval, FastaRecord, IndexedGenome, read_bed, read_fasta
+from seqssm.domains.dna.genome import GenomeCorpus
+from seqssm.domains.dna.labelled import is_fasta, iter_records, read_labelled
 from seqssm.domains.dna.tokenizer import (
     NucleotideTokenizer,
     RandomReverseComplement,
@@ -27,12 +29,31 @@ class DNAPlugin:
 
     name: str = "dna"
     description: str = "DNA sequences: FASTA/BED readers, single-nucleotide tokenizer, reverse-complement tools"
+    source: str = "fasta"  # `pretrain` data.source
+    strands: bool = True  # reverse-complement augmentation, conjoining and equivariance apply
+    user_errors: tuple = (DNAInputError,)
 
     def tokenizer(self, **policy) -> NucleotideTokenizer:
         return NucleotideTokenizer(**policy)
 
     def load_tokenizer(self, path) -> NucleotideTokenizer:
         return NucleotideTokenizer.from_file(path)
+
+    read_labelled = staticmethod(read_labelled)
+    iter_records = staticmethod(iter_records)
+
+    def corpus(self, path, holdout: float, options=None) -> GenomeCorpus:
+        return GenomeCorpus(path, holdout)
+
+    def vocab_size(self, options=None) -> int:
+        return NucleotideTokenizer.vocab_size
+
+    def rc_conjoin(self, model, ids, mask, tokenizer):
+        """Logits averaged over both strands (Caduceus's post-hoc conjoining)."""
+        return rc_conjoin(model, ids, mask, tokenizer)
+
+    def random_reverse_complement(self, p: float, seed: int) -> RandomReverseComplement:
+        return RandomReverseComplement(p, seed=seed)
 
 
 plugin = DNAPlugin()
@@ -42,6 +63,7 @@ __all__ = [
     "BedInterval",
     "Collate",
     "DedupReport",
+    "GenomeCorpus",
     "GenomeWindows",
     "LabelledSequences",
     "dedup_against",
@@ -49,6 +71,9 @@ __all__ = [
     "DNAPlugin",
     "FastaRecord",
     "IndexedGenome",
+    "is_fasta",
+    "iter_records",
+    "read_labelled",
     "NucleotideTokenizer",
     "RandomReverseComplement",
     "plugin",

@@ -22,8 +22,9 @@ import hashlib
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from seqssm.domains.dna.alphabet import DNAInputError
 from seqssm.domains.dna.fasta import _is_bgzf, _is_gzip, check_fasta, write_plain_copy
@@ -49,6 +50,24 @@ def cache_root(explicit: str | os.PathLike | None = None) -> Path:
         return Path(os.environ[ENV_DIR]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
     return Path(base).expanduser() / "seqssm"
+
+
+@contextmanager
+def using(root: str | os.PathLike | None) -> Iterator[None]:
+    """While the block runs, the cache lives under `root` (a command's `--cache-dir`); None changes nothing. The
+    cache is a process-wide setting like $SEQSSM_CACHE, so a job's readers need no extra argument."""
+    if not root:
+        yield
+        return
+    old = os.environ.get(ENV_DIR)
+    os.environ[ENV_DIR] = str(Path(root).expanduser())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_DIR, None)
+        else:
+            os.environ[ENV_DIR] = old
 
 
 def genome_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -134,9 +134,10 @@ def read_sequence_table(path: str | os.PathLike, require_label: bool, sequence_c
         raise DNAInputError(f"{p}: no sequences (only a header)")
 
 
-def check_table(path: str | os.PathLike, require_label: bool) -> int:
+def check_table(path: str | os.PathLike, require_label: bool, sequence_column: str = "sequence",
+                label_column: str = "label") -> int:
     """Check a whole table without keeping it; returns the number of rows."""
-    return sum(1 for _ in read_sequence_table(path, require_label))
+    return sum(1 for _ in read_sequence_table(path, require_label, sequence_column, label_column))
 
 
 __all__ = ["TableRow", "check_sequence", "check_table", "delimiter_of", "read_sequence_table"]

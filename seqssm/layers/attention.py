@@ -51,7 +51,7 @@ class Attention(nn.Module):
             raise ConfigError(f"n_heads: {h} heads do not divide d_model {d}")
         if (d // h) % 2:
             raise ConfigError(f"n_heads: head dim d_model / n_heads = {d // h} must be even for RoPE")
-        self.n_heads, self.head_dim, self.rope_base = h, d // h, float(cfg.rope_base)
+        self.n_heads, self.head_dim, self.rope_base = h, d // h, float(cfg.attention.rope_base)
         self.qkv_proj = nn.Linear(d, 3 * d, bias=cfg.bias)
         self.out_proj = nn.Linear(d, d, bias=cfg.bias)
 

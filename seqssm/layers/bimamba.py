@@ -7,7 +7,7 @@ Dimension names used in this file:
 
 This is the BiMamba idea of Vision Mamba (Zhu et al. 2024) and Caduceus (Schiff et al. 2024): position t sees
 the whole sequence, which suits classification of a whole sequence (DNA, audio clips) rather than generation.
-With cfg.bidirectional_weight_tie the two directions share one Mamba (Caduceus ties them to halve the
+With cfg.ssm.bidirectional_weight_tie the two directions share one Mamba (Caduceus ties them to halve the
 parameters); otherwise each has its own.
 
 No recurrent mode: the backward direction needs the end of the sequence before the first output, so there is no
@@ -37,7 +37,7 @@ class BiMamba(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
         self.cfg, self.layer_idx = cfg, layer_idx
-        self.tied = bool(cfg.bidirectional_weight_tie)
+        self.tied = bool(cfg.ssm.bidirectional_weight_tie)
         self.fwd = Mamba(cfg, layer_idx)
         # Tied: no second module at all (not the same module under two names), so the state dict has one copy.
         self.bwd = None if self.tied else Mamba(cfg, layer_idx)

@@ -34,13 +34,13 @@ class Mamba(GatedSSM):
         super().__init__()
         self.cfg = cfg
         self.layer_idx = layer_idx
-        d, e, n, k, r = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv, cfg.resolved_dt_rank
+        d, e, n, k, r = cfg.d_model, cfg.d_inner, cfg.ssm.d_state, cfg.ssm.d_conv, cfg.resolved_dt_rank
         self.d_inner, self.d_state, self.d_conv, self.dt_rank = e, n, k, r
 
         self.in_proj = nn.Linear(d, 2 * e, bias=cfg.bias)
         # Depthwise conv stored as nn.Conv1d (weight (e, 1, k)) for mamba_ssm's default init and names; the
         # computation goes through seqssm.kernels.causal_conv1d, which takes the (e, k) view.
-        self.conv1d = nn.Conv1d(e, e, kernel_size=k, groups=e, padding=k - 1, bias=cfg.conv_bias)
+        self.conv1d = nn.Conv1d(e, e, kernel_size=k, groups=e, padding=k - 1, bias=cfg.ssm.conv_bias)
         self.x_proj = nn.Linear(e, r + 2 * n, bias=False)
         self.dt_proj = nn.Linear(r, e, bias=True)
         self.out_proj = nn.Linear(e, d, bias=cfg.bias)
@@ -57,13 +57,13 @@ class Mamba(GatedSSM):
     @torch.no_grad()
     def _init_dt(self, cfg: ModelConfig) -> None:
         """Δ = softplus(W Δ_r + b) starts in [dt_min, dt_max] (log-uniform), as in mamba_ssm (section 3.6)."""
-        std = self.dt_rank**-0.5 * cfg.dt_scale
-        if cfg.dt_init == "constant":
+        std = self.dt_rank**-0.5 * cfg.ssm.dt_scale
+        if cfg.ssm.dt_init == "constant":
             nn.init.constant_(self.dt_proj.weight, std)
         else:
             nn.init.uniform_(self.dt_proj.weight, -std, std)
-        lo, hi = math.log(cfg.dt_min), math.log(cfg.dt_max)
-        dt = torch.exp(torch.rand(self.d_inner) * (hi - lo) + lo).clamp(min=cfg.dt_init_floor)
+        lo, hi = math.log(cfg.ssm.dt_min), math.log(cfg.ssm.dt_max)
+        dt = torch.exp(torch.rand(self.d_inner) * (hi - lo) + lo).clamp(min=cfg.ssm.dt_init_floor)
         # Inverse of softplus: softplus(dt + log(1 - exp(-dt))) = dt.
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
         self.dt_proj.bias._no_reinit = True  # the model-wide init must not zero this bias

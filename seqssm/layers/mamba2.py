@@ -36,7 +36,8 @@ class Mamba2(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
         super().__init__()
         self.cfg, self.layer_idx = cfg, layer_idx
-        d, e, n, k, p, g = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv, cfg.mamba2_headdim, cfg.ngroups
+        d, e, n, k = cfg.d_model, cfg.d_inner, cfg.ssm.d_state, cfg.ssm.d_conv
+        p, g = cfg.mamba2.headdim, cfg.mamba2.ngroups
         if e % p:
             raise ConfigError(f"mamba2_headdim: {p} does not divide the inner width expand * d_model = {e}")
         h = e // p
@@ -47,11 +48,11 @@ class Mamba2(nn.Module):
 
         self.in_proj = nn.Linear(d, 2 * e + 2 * g * n + h, bias=cfg.bias)
         self.conv1d = nn.Conv1d(
-            self.conv_dim, self.conv_dim, kernel_size=k, groups=self.conv_dim, padding=k - 1, bias=cfg.conv_bias
+            self.conv_dim, self.conv_dim, kernel_size=k, groups=self.conv_dim, padding=k - 1, bias=cfg.ssm.conv_bias
         )
         # Δ = softplus(dt + dt_bias) starts log-uniform in [dt_min, dt_max] per head (as Mamba-1, section 3.6)
-        lo, hi = math.log(cfg.dt_min), math.log(cfg.dt_max)
-        dt = torch.exp(torch.rand(h) * (hi - lo) + lo).clamp(min=cfg.dt_init_floor)
+        lo, hi = math.log(cfg.ssm.dt_min), math.log(cfg.ssm.dt_max)
+        dt = torch.exp(torch.rand(h) * (hi - lo) + lo).clamp(min=cfg.ssm.dt_init_floor)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         self.dt_bias._no_weight_decay = True
         # A = -exp(A_log) < 0 per head, A in [-16, -1] as mamba_ssm's default A_init_range

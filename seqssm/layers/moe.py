@@ -58,9 +58,9 @@ class SwitchMoE(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0):
         super().__init__()
         self.layer_idx = layer_idx
-        self.n_experts, self.capacity_factor = cfg.n_experts, float(cfg.capacity_factor)
-        self.router = nn.Linear(cfg.d_model, cfg.n_experts, bias=False)
-        self.experts = nn.ModuleList(Expert(cfg.d_model, cfg.resolved_moe_d_ff, cfg.bias) for _ in range(cfg.n_experts))
+        self.n_experts, self.capacity_factor = cfg.moe.n_experts, float(cfg.moe.capacity_factor)
+        self.router = nn.Linear(cfg.d_model, cfg.moe.n_experts, bias=False)
+        self.experts = nn.ModuleList(Expert(cfg.d_model, cfg.resolved_moe_d_ff, cfg.bias) for _ in range(cfg.moe.n_experts))
         self.last_aux_loss: torch.Tensor | None = None
         self.last_expert_index: torch.Tensor | None = None  # (b, l) expert chosen for each token
         self.last_dropped = 0

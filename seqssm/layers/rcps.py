@@ -26,14 +26,14 @@ import dataclasses
 import torch
 from torch import nn
 
-from seqssm.config import ModelConfig
+from seqssm.config import ModelConfig, StrandConfig
 from seqssm.layers.norm import make_norm
 from seqssm.registry import LAYERS
 
 
 def half_config(cfg: ModelConfig) -> ModelConfig:
     """The config of the shared inner modules: half the width, no RC wrapping of its own."""
-    return dataclasses.replace(cfg, d_model=cfg.d_model // 2, rc_equivariant=False, rc_complement=[])
+    return dataclasses.replace(cfg, d_model=cfg.d_model // 2, strand=StrandConfig())
 
 
 def flip_ld(x: torch.Tensor) -> torch.Tensor:

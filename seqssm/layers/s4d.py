@@ -42,11 +42,11 @@ class S4D(GatedSSM):
         if a_init not in A_INITS:
             raise ValueError(f"a_init: must be one of {', '.join(A_INITS)}, got {a_init!r}")
         self.cfg, self.layer_idx = cfg, layer_idx
-        d, e, n, k = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv
+        d, e, n, k = cfg.d_model, cfg.d_inner, cfg.ssm.d_state, cfg.ssm.d_conv
         self.d_inner, self.d_state, self.d_conv = e, n, k
 
         self.in_proj = nn.Linear(d, 2 * e, bias=cfg.bias)
-        self.conv1d = nn.Conv1d(e, e, kernel_size=k, groups=e, padding=k - 1, bias=cfg.conv_bias)
+        self.conv1d = nn.Conv1d(e, e, kernel_size=k, groups=e, padding=k - 1, bias=cfg.ssm.conv_bias)
         self.out_proj = nn.Linear(e, d, bias=cfg.bias)
 
         # A = -exp(A_log) stays negative (stable) whatever the optimiser does; S4D-Real: A_n = -(n + 1).
@@ -56,7 +56,7 @@ class S4D(GatedSSM):
         self.B = nn.Parameter(torch.ones(e, n))
         self.C = nn.Parameter(torch.randn(e, n) / math.sqrt(n))
         # Δ log-uniform in [dt_min, dt_max] per channel, stored as log Δ so it stays positive
-        lo, hi = math.log(cfg.dt_min), math.log(cfg.dt_max)
+        lo, hi = math.log(cfg.ssm.dt_min), math.log(cfg.ssm.dt_max)
         self.log_dt = nn.Parameter(torch.rand(e) * (hi - lo) + lo)
         self.log_dt._no_weight_decay = True
         self.D = nn.Parameter(torch.ones(e))
@@ -69,10 +69,10 @@ class S4D(GatedSSM):
     def _scan(self, x, z, state, want_state, seq_idx):
         """Input-independent Δ, B, C: a constant Δ broadcast over batch and time (a view, no copy), B, C (e, n).
 
-        cfg.s4d_kernel "fft" convolves with the SSM's kernel (s4d_fft); packed sequences (seq_idx) always take
+        cfg.ssm.s4d_kernel "fft" convolves with the SSM's kernel (s4d_fft); packed sequences (seq_idx) always take
         the scan, which restarts at each boundary."""
         wide = wide_dtype(x.dtype)
-        if self.cfg.s4d_kernel == "fft" and seq_idx is None:
+        if self.cfg.ssm.s4d_kernel == "fft" and seq_idx is None:
             y, last = s4d_fft(x.to(wide), self._dt(x.dtype), self._A(), self.B.to(wide), self.C.to(wide),
                               self.D.to(wide), None if state is None else state.ssm_state, want_state)
             y = (y * torch.nn.functional.silu(z.to(wide))).to(x.dtype)

@@ -11,7 +11,7 @@ from seqssm import ModelConfig
 def tiny_config(**overrides) -> ModelConfig:
     base = dict(d_model=16, n_layer=2, vocab_size=13, d_state=4, d_conv=4, expand=2, scan_backend="reference")
     base.update(overrides)
-    return ModelConfig(**base)
+    return ModelConfig.from_flat(**base)  # the flat keyword layout, grouped by from_flat
 
 
 @pytest.fixture

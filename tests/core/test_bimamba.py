@@ -43,7 +43,7 @@ def test_classifier_with_bimamba_and_checkpoint_round_trip(make_cfg, tmp_path):
     assert isinstance(model, SequenceClassifier)
     ids = torch.randint(0, 13, (2, 5))
     back = SequenceClassifier.from_pretrained(model.save_pretrained(tmp_path / "ck"))
-    assert back.config.bidirectional_weight_tie is True
+    assert back.config.ssm.bidirectional_weight_tie is True
     with torch.no_grad():
         assert torch.equal(model(ids), back(ids))
 

@@ -94,7 +94,7 @@ def test_shape_mismatch_names_key(make_cfg, tmp_path):
 
 def mamba_ssm_state_dict(cfg, v_rows, with_head=True):
     """Random tensors under mamba_ssm MambaLMHeadModel names and shapes."""
-    d, e, n, k, r = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv, cfg.resolved_dt_rank
+    d, e, n, k, r = cfg.d_model, cfg.d_inner, cfg.ssm.d_state, cfg.ssm.d_conv, cfg.resolved_dt_rank
     sd = {"backbone.embedding.weight": torch.randn(v_rows, d), "backbone.norm_f.weight": torch.rand(d) + 0.5}
     for i in range(cfg.n_layer):
         p = f"backbone.layers.{i}."

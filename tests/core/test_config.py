@@ -23,9 +23,9 @@ def write(tmp_path, text, name="c.yaml"):
 
 def test_file_and_overrides_merge(tmp_path):
     p = write(tmp_path, "model:\n  d_model: 32\n  pooling: max\nlr: 0.01\n")
-    run = load_config(Run, p, ["model.n_layer=3", "model.dt_rank=4"])
+    run = load_config(Run, p, ["model.n_layer=3", "model.ssm.dt_rank=4"])
     assert isinstance(run, Run) and isinstance(run.model, ModelConfig)
-    assert (run.model.d_model, run.model.n_layer, run.model.dt_rank, run.model.pooling, run.lr) == (
+    assert (run.model.d_model, run.model.n_layer, run.model.ssm.dt_rank, run.model.pooling, run.lr) == (
         32, 3, 4, "max", 0.01,
     )
 
@@ -42,9 +42,12 @@ def test_defaults_without_file():
         ("lr: [1, 2]\n", "lr"),
         ("model:\n  d_model: 0\n", "model.d_model"),
         ("model:\n  pooling: median\n", "model.pooling"),
-        ("model:\n  dt_min: 0.5\n  dt_max: 0.1\n", "model.dt_max"),
+        ("model:\n  ssm:\n    dt_min: 0.5\n    dt_max: 0.1\n", "model.ssm.dt_max"),
+        ("model:\n  dt_min: 0.5\n  dt_max: 0.1\n", "model.ssm.dt_max"),
+        ("model:\n  d_state: 4\n  ssm:\n    d_state: 8\n", "d_state: given both flat and as ssm.d_state"),
     ],
-    ids=["unknown-key", "wrong-type", "list-for-float", "non-positive", "bad-choice", "dt-range"],
+    ids=["unknown-key", "wrong-type", "list-for-float", "non-positive", "bad-choice", "dt-range", "dt-range-flat-file",
+         "flat-and-grouped"],
 )
 def test_file_errors_name_key_and_file(tmp_path, text, key):
     p = write(tmp_path, text)
@@ -75,7 +78,7 @@ def test_missing_and_malformed_file(tmp_path):
 
 
 def test_save_round_trip_and_no_temp_left(tmp_path):
-    run = Run(model=ModelConfig(d_model=48, dt_rank=None, head="classify"), lr=0.5)
+    run = Run(model=ModelConfig.from_flat(d_model=48, dt_rank=None, head="classify"), lr=0.5)
     out = tmp_path / "sub" / "run.yaml"
     save_config(run, out)
     save_config(run, out)  # overwrite in place
@@ -84,5 +87,23 @@ def test_save_round_trip_and_no_temp_left(tmp_path):
 
 
 def test_config_derived_sizes():
-    c = ModelConfig(d_model=40, vocab_size=13, pad_vocab_size_multiple=8, expand=2)
+    c = ModelConfig.from_flat(d_model=40, vocab_size=13, pad_vocab_size_multiple=8, expand=2)
     assert (c.d_inner, c.resolved_dt_rank, c.padded_vocab_size) == (80, 3, 16)
+
+
+def test_a_file_in_the_flat_layout_loads_into_the_groups(tmp_path):
+    """Configs written before ModelConfig was grouped (checkpoints, run folders) name the old flat keys."""
+    p = write(tmp_path, "model:\n  d_state: 4\n  attn_layer_idx: [1]\n  n_layer: 2\n  moe_aux_weight: 0.5\n"
+                        "  rc_complement: []\n  pool_expand: 3\n  mamba2_headdim: 8\n")
+    m = load_config(Run, p).model
+    assert (m.ssm.d_state, m.attention.layer_idx, m.moe.aux_weight, m.multiscale.pool_expand, m.mamba2.headdim) == (
+        4, [1], 0.5, 3, 8)
+    assert m == ModelConfig.from_flat(d_state=4, attn_layer_idx=[1], n_layer=2, moe_aux_weight=0.5, pool_expand=3,
+                                      mamba2_headdim=8)
+
+
+def test_overrides_use_the_grouped_keys_only():
+    with pytest.raises(ConfigError, match="model.d_state"):
+        load_config(Run, None, ["model.d_state=4"])
+    assert load_config(Run, None, ["model.ssm.d_state=4"]).model.ssm.d_state == 4
+

@@ -77,3 +77,36 @@ def test_generate_argument_errors(cfg, kwargs, name):
     args = {"max_new_tokens": 2, **kwargs}
     with pytest.raises(ValueError, match=name):
         MambaLM(cfg).generate(torch.zeros(1, 2, dtype=torch.long), **args)
+
+
+def test_on_step_hook_sees_every_token_and_its_logits(cfg):
+    """The per-step hook (used by the audio job for likelihoods and timing) changes nothing and sees, for each
+    generated token, the logits it was drawn from: their log-softmax summed equals one parallel pass's score."""
+    model = MambaLM(cfg).double().eval()
+    prompt = torch.randint(0, 13, (2, 5))
+    seen, loglik = [], torch.zeros(2, dtype=torch.float64)
+
+    def hook(i, token, logits):
+        seen.append(i)
+        loglik.add_(torch.log_softmax(logits, -1).gather(1, token[:, None])[:, 0])
+
+    out = model.generate(prompt, 12, temperature=1.0, seed=4, on_step=hook)
+    assert torch.equal(out, model.generate(prompt, 12, temperature=1.0, seed=4))
+    assert seen == list(range(12))
+    with torch.no_grad():
+        scores = torch.log_softmax(model(out[:, :-1]), -1)[:, 4:].gather(2, out[:, 5:, None])[..., 0].sum(1)
+    torch.testing.assert_close(loglik, scores, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs, option", [({"top_p": 0.0}, "--top-p"), ({"top_k": 2.5}, "--top-k"),
+                                            ({"max_new_tokens": -1}, "--max-new-tokens"),
+                                            ({"temperature": -1.0}, "--temperature")],
+                         ids=["top-p", "float-top-k", "neg-tokens", "neg-temperature"])
+def test_sampling_options_are_checked_in_one_place(kwargs, option):
+    """GenerateConfig.validate is the one check: generate(), `lm sample` and `audio generate` all call it."""
+    from seqssm import ConfigError, GenerateConfig
+
+    with pytest.raises(ConfigError, match=f"^{option}: "):
+        GenerateConfig(**kwargs).validate(as_options=True)
+    with pytest.raises(ConfigError, match=f"^{option[2:].replace('-', '_')}: "):
+        GenerateConfig(**kwargs).validate()

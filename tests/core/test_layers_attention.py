@@ -94,7 +94,7 @@ def test_config_errors(make_cfg):
         Attention(make_cfg(d_model=16, n_heads=3), 0)
     with pytest.raises(ConfigError, match="n_heads"):
         Attention(make_cfg(d_model=16, n_heads=16), 0)  # head dim 1 is odd
-    with pytest.raises(ConfigError, match="attn_layer_idx"):
+    with pytest.raises(ConfigError, match="attention.layer_idx"):
         MambaLM(make_cfg(attn_layer_idx=[2]))
     assert make_cfg(d_model=16).resolved_n_heads == 1 and make_cfg(d_model=256).resolved_n_heads == 4
 
@@ -119,6 +119,6 @@ def test_hybrid_lm_generates_and_round_trips(make_cfg, tmp_path):
     assert out.shape == (2, 8)
     model.save_pretrained(tmp_path / "ckpt")
     loaded = load_pretrained(tmp_path / "ckpt").double()
-    assert loaded.config.attn_layer_idx == [1]
+    assert loaded.config.attention.layer_idx == [1]
     assert torch.equal(loaded(ids), full)
     assert torch.equal(loaded.generate(ids[:, :3], max_new_tokens=5, temperature=0), out)

@@ -76,7 +76,7 @@ def test_gradients_reach_every_parameter(make_cfg):
 
 
 def test_config_errors_name_the_key(make_cfg):
-    with pytest.raises(ConfigError, match="mamba2_headdim"):
+    with pytest.raises(ConfigError, match="mamba2.headdim"):
         Mamba2(m2cfg(make_cfg, mamba2_headdim=5), 0)
     with pytest.raises(ConfigError, match="ngroups"):
         Mamba2(m2cfg(make_cfg, ngroups=3), 0)

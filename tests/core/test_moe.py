@@ -94,7 +94,7 @@ def test_moe_mamba_model(make_cfg):
 
 
 def test_moe_config_errors(make_cfg):
-    with pytest.raises(ConfigError, match="moe_layer_idx"):
+    with pytest.raises(ConfigError, match="moe.layer_idx"):
         MambaLM(make_cfg(moe_layer_idx=[5]))
     with pytest.raises(ConfigError, match="capacity_factor"):
         MambaLM(make_cfg(capacity_factor=0.0))

@@ -111,7 +111,7 @@ def test_checkpoint_round_trip(make_cfg, tmp_path):
     ids = torch.randint(0, 17, (1, 11))
     with torch.no_grad():
         assert torch.equal(model(ids), again(ids))
-    assert again.config.pool_factors == [4, 2]
+    assert again.config.multiscale.pool_factors == [4, 2]
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_checkpoint_round_trip(make_cfg, tmp_path):
         (dict(pool_factors=[4, 1]), "pool_factors"),
         (dict(stage_layers=["mamba", "mamba"]), "stage_layers"),
         (dict(pool_expand=0), "pool_expand"),
-        (dict(attn_layer_idx=[0]), "attn_layer_idx"),
+        (dict(attn_layer_idx=[0]), "attention.layer_idx"),
     ],
     ids=["factor-one", "wrong-stage-count", "zero-expand", "attn-idx"],
 )

@@ -15,7 +15,7 @@ LAYERS = ["mamba", "s4d", "attention"]
 
 def tiny(layer: str, head: str = "lm", **kw) -> torch.nn.Module:
     torch.manual_seed(0)
-    cfg = ModelConfig(d_model=16, n_layer=2, vocab_size=10, layer=layer, head=head, scan_backend="chunked", **kw)
+    cfg = ModelConfig.from_flat(d_model=16, n_layer=2, vocab_size=10, layer=layer, head=head, scan_backend="chunked", **kw)
     return build_model(cfg).double().eval()
 
 

@@ -14,7 +14,7 @@ from seqssm.domains.dna import NucleotideTokenizer, rc_conjoin, reverse_compleme
 def test_rc_conjoin_is_exactly_rc_invariant(layer, specials):
     torch.manual_seed(0)
     tok = NucleotideTokenizer()
-    cfg = ModelConfig(d_model=16, n_layer=1, vocab_size=tok.vocab_size, d_state=4, head="classify",
+    cfg = ModelConfig.from_flat(d_model=16, n_layer=1, vocab_size=tok.vocab_size, d_state=4, head="classify",
                       num_classes=3, layer=layer, scan_backend="reference")
     model = build_model(cfg).eval()
     seqs = ["ACGGTTAC", "GATTACA", "CCA"]

@@ -7,7 +7,7 @@ import numpy as np
 TINY_CLS = [
     "model.d_model=16",
     "model.n_layer=2",
-    "model.d_state=4",
+    "model.ssm.d_state=4",
     "model.scan_backend=reference",
     "data.batch_size=8",
     "data.eval_batch_size=16",

@@ -8,7 +8,7 @@ import numpy as np
 TINY = [
     "model.d_model=16",
     "model.n_layer=2",
-    "model.d_state=4",
+    "model.ssm.d_state=4",
     "model.scan_backend=reference",
     "data.seq_len=32",
     "data.batch_size=4",

@@ -12,7 +12,7 @@ from seqssm.domains.audio import parse_fsdd_name
 from seqssm.pipelines import demo
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model.d_model=8", "model.d_state=4", "train.max_steps=3", "train.val_every=3", "train.warmup_steps=1",
+TINY = ["model.d_model=8", "model.ssm.d_state=4", "train.max_steps=3", "train.val_every=3", "train.warmup_steps=1",
         "data.crop_len=256", "train.progress_bar=false"]
 
 

@@ -14,12 +14,12 @@ import torch
 
 from seqssm import ModelConfig, build_model
 from seqssm.domains.audio import MuLawQuantizer
-from seqssm.pipelines.audio_io import generate_ids, nll_sum
+from seqssm.pipelines.audio.infer import generate_ids, nll_sum
 from seqssm.pipelines.cli import main
 
 SPEAKERS = ("ann", "bob", "cy")
 TINY = [
-    "model.d_model=8", "model.n_layer=1", "model.d_state=4", "model.pool_factors=[2,2]", "data.crop_len=128",
+    "model.d_model=8", "model.n_layer=1", "model.ssm.d_state=4", "model.multiscale.pool_factors=[2,2]", "data.crop_len=128",
     "data.batch_size=4", "data.eval_batch_size=8", "train.max_steps=4", "train.val_every=2", "train.warmup_steps=1",
     "train.progress_bar=false", "train.threads=1", "data.val_fraction=0.1",
 ]
@@ -128,7 +128,7 @@ def test_generate_same_seed_same_audio_and_prompt_continuation(run, folder, tmp_
 def test_recurrent_loglik_equals_parallel(pools):
     """The likelihood the sampler accumulates step by step equals a parallel pass over the same clip (float32)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(d_model=16, n_layer=1, vocab_size=256, d_state=8, pool_factors=pools,
+    cfg = ModelConfig.from_flat(d_model=16, n_layer=1, vocab_size=256, d_state=8, pool_factors=pools,
                       stage_layers=["s4d", "mamba", "mamba"] if pools else [], scan_backend="chunked")
     model = build_model(cfg).eval()
     q = MuLawQuantizer()

@@ -13,13 +13,13 @@ from classify_helpers import TINY_CLS, make_rows, write_csv
 from corpus_helpers import CSV, CSV_LABELLED, FASTA, GOOD_FASTA, GOOD_TSV, YAML, snapshot, wav_cases, write
 from seqssm.pipelines.cli import main
 
-PRE_TINY = ["model.d_model=8", "model.n_layer=1", "model.d_state=4", "schedule.tokens_per_batch=64",
+PRE_TINY = ["model.d_model=8", "model.n_layer=1", "model.ssm.d_state=4", "schedule.tokens_per_batch=64",
             "schedule.stages=[{seq_len: 32, steps: 2}]", "train.progress_bar=false", "train.warmup_steps=1",
             "train.threads=1", "data.eval_segment=256", "data.eval_context=16", "data.eval_max_tokens=64",
             "train.val_every=100", "train.tensorboard=false"]
 CLS_RUN = TINY_CLS[:-5] + ["train.max_steps=2", "train.val_every=2", "train.log_every=1", "train.progress_bar=false",
                             "train.threads=1", "data.max_length=256", "data.truncation=right"]
-AUDIO_TINY = ["model.d_model=8", "model.n_layer=1", "model.d_state=4", "data.crop_len=64", "data.batch_size=2",
+AUDIO_TINY = ["model.d_model=8", "model.n_layer=1", "model.ssm.d_state=4", "data.crop_len=64", "data.batch_size=2",
               "data.eval_batch_size=4", "train.max_steps=2", "train.val_every=2", "train.warmup_steps=1",
               "train.progress_bar=false", "train.threads=1", "data.split=files", "data.test_fraction=0.3",
               "data.val_fraction=0.3"]

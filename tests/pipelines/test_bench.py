@@ -6,23 +6,23 @@ import json
 
 import pytest
 
-from seqssm.pipelines import bench
+from seqssm.pipelines.benchmarks import bench
 from seqssm.pipelines.cli import main
 
 
 def test_accuracy_case_meets_the_float32_bound():
-    res = bench._case_accuracy(quick=True)
+    res = bench.case_accuracy(quick=True)
     assert res["cases"] == 5 * 2 * 3 * 2
     assert set(res["max_rel_err"]) >= {"out", "last_state", "du", "ddelta", "dA", "dB", "dC", "dD", "dz"}
     assert max(res["max_rel_err"].values()) < 1e-5
 
 
 def test_train_long_and_decode_cases_report_measurements():
-    train = bench._case_train("seqssm", length=512, threads=1)
+    train = bench.case_train("seqssm", length=512, threads=1)
     assert train["seconds"] > 0 and train["peak_rss_gb"] > 0.05
-    long = bench._case_long(length=3000, segment=1024, d_model=32, threads=1)
+    long = bench.case_long(length=3000, segment=1024, d_model=32, threads=1)
     assert long["finite"] and long["tokens_per_s"] > 0
-    dec = bench._case_decode([10, 2000], d_model=32, threads=1, steps=5)
+    dec = bench.case_decode([10, 2000], d_model=32, threads=1, steps=5)
     assert set(dec["median_step_ms"]) == {"10", "2000"}
 
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from classify_helpers import TINY_CLS, make_rows, write_csv, write_fasta
 from seqssm.pipelines.cli import main
-from seqssm.pipelines.config import SCHEMAS, ClassifyJobConfig
+from seqssm.pipelines.classify.config import ClassifyJobConfig
+from seqssm.pipelines.schemas import SCHEMAS
 
 
 def _train(tmp_path, name="run", extra=()):
@@ -146,25 +147,26 @@ def test_dev_rows_seen_in_train_are_also_scored_apart(tmp_path):
 def test_predict_reads_at_most_one_batch_ahead(run, tmp_path, monkeypatch):
     """Bounded memory for any input size: predict never holds more than one batch of records. The reader is
     counted, and every model call checks how far reading has run ahead of the rows already written."""
-    from seqssm.pipelines import classify_io
+    from seqssm.domains.dna import DNAPlugin
+    from seqssm.pipelines.classify import infer
 
     n, batch = 2000, 16
     fa = write_fasta(tmp_path / "many.fa", make_rows(n, seed=9), labels=False)
     read, written, ahead = [0], [0], []
-    real_iter, real_logits = classify_io.iter_records, classify_io.batch_logits
+    real_iter, real_logits = DNAPlugin.iter_records, infer.batch_logits
 
-    def counting_iter(data):
-        for rec in real_iter(data):
+    def counting_iter(data, *args):
+        for rec in real_iter(data, *args):
             read[0] += 1
             yield rec
 
-    def watching_logits(model, tokenizer, ids, mask, conjoin):
+    def watching_logits(model, plugin, tokenizer, ids, mask, conjoin):
         ahead.append(read[0] - written[0])
         written[0] += ids.shape[0]
-        return real_logits(model, tokenizer, ids, mask, conjoin)
+        return real_logits(model, plugin, tokenizer, ids, mask, conjoin)
 
-    monkeypatch.setattr(classify_io, "iter_records", counting_iter)
-    monkeypatch.setattr(classify_io, "batch_logits", watching_logits)
+    monkeypatch.setattr(DNAPlugin, "iter_records", staticmethod(counting_iter))  # the reader predict streams from
+    monkeypatch.setattr(infer, "batch_logits", watching_logits)
     out = tmp_path / "many.tsv"
     assert main(["classify", "predict", "--model", str(run), "--data", fa, "--out", str(out),
                  "--batch-size", str(batch)]) == 0
@@ -178,11 +180,11 @@ def test_rc_equivariant_classifier_scores_both_strands_alike(tmp_path):
     strands changes nothing, and the saved config carries the tokenizer's complement map."""
     from seqssm.domains.dna.tokenizer import COMPLEMENT_IDS
 
-    run = _train(tmp_path, "rcps", extra=["model.rc_equivariant=true"])
+    run = _train(tmp_path, "rcps", extra=["model.strand.rc_equivariant=true"])
     m = json.loads((run / "metrics.json").read_text())
     for split in ("dev", "test"):
         on, off = m[split]["rc_conjoin"], m[split]["single_strand"]
         assert on["confusion_matrix"] == off["confusion_matrix"]
         assert on["auroc"] == pytest.approx(off["auroc"], abs=1e-6)
     saved = yaml.safe_load((run / "model" / "config.yaml").read_text())
-    assert saved["rc_equivariant"] is True and saved["rc_complement"] == COMPLEMENT_IDS.tolist()
+    assert saved["strand"]["rc_equivariant"] is True and saved["strand"]["rc_complement"] == COMPLEMENT_IDS.tolist()

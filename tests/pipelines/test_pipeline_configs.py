@@ -10,7 +10,8 @@ import yaml
 
 import seqssm
 from seqssm.pipelines.cli import main
-from seqssm.pipelines.config import SCHEMAS, LMJobConfig, schema_for_file
+from seqssm.pipelines.lm.config import LMJobConfig
+from seqssm.pipelines.schemas import SCHEMAS, schema_for_file
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

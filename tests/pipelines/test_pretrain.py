@@ -18,11 +18,13 @@ import torch
 from safetensors.torch import load_file
 
 from seqssm.domains.dna.tokenizer import VOCAB
-from seqssm.pipelines import pretrain as pt
+from seqssm.domains.dna import GenomeCorpus
+from seqssm.pipelines.pretrain import checkpoints
+from seqssm.pipelines.pretrain import heldout as pt
 from seqssm.pipelines.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model.d_model=16", "model.n_layer=2", "model.d_state=4", "schedule.tokens_per_batch=512",
+TINY = ["model.d_model=16", "model.n_layer=2", "model.ssm.d_state=4", "schedule.tokens_per_batch=512",
         "train.progress_bar=false", "train.warmup_steps=2", "train.threads=1", "data.eval_segment=700",
         "data.eval_context=64", "data.eval_max_tokens=500"]
 
@@ -92,8 +94,8 @@ def test_exact_segments_train_like_one_piece(genome, tmp_path):
 def test_heldout_score_does_not_depend_on_the_segment_length(genome):
     import seqssm
 
-    corpus = pt.Corpus("fasta", str(genome), 0.1)
-    model = seqssm.build_model(seqssm.ModelConfig(d_model=16, n_layer=2, d_state=4, vocab_size=10)).double()
+    corpus = GenomeCorpus(str(genome), 0.1)
+    model = seqssm.build_model(seqssm.ModelConfig.from_flat(d_model=16, n_layer=2, d_state=4, vocab_size=10)).double()
     a = pt.heldout_bits(model, corpus, context=64, segment=1000)
     b = pt.heldout_bits(model, corpus, context=64, segment=37)
     assert a["tokens"] == b["tokens"] == 2000
@@ -181,7 +183,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_an_older_one(genome, tmp_path):
     newest = out / "checkpoints" / "step-00000006.ckpt"
     newest.write_bytes(newest.read_bytes()[:1000])  # a torn write
     with pytest.warns(UserWarning, match="step-00000006.ckpt: unreadable checkpoint"):
-        assert pt.latest_checkpoint(out / "checkpoints").name == "step-00000004.ckpt"
+        assert checkpoints.latest_checkpoint(out / "checkpoints").name == "step-00000004.ckpt"
 
 
 def test_existing_checkpoints_need_resume(genome, tmp_path, capsys):
@@ -228,7 +230,7 @@ def test_classifier_fine_tunes_from_a_pretrained_run(genome, tmp_path, capsys):
 
     run = tmp_path / "pre"
     assert main(_args(genome, run, 2, ["train.val_every=100"])) == 0
-    cfg = seqssm.ModelConfig(d_model=16, n_layer=2, d_state=4, vocab_size=10, head="classify")
+    cfg = seqssm.ModelConfig.from_flat(d_model=16, n_layer=2, d_state=4, vocab_size=10, head="classify")
     clf = seqssm.build_model(cfg)
     assert load_backbone_weights(clf, run) == len(clf.backbone.state_dict())
     pre = _weights(run)
@@ -237,7 +239,7 @@ def test_classifier_fine_tunes_from_a_pretrained_run(genome, tmp_path, capsys):
 
     tr, dv = write_csv(tmp_path / "train.csv", make_rows(32, seed=1)), write_csv(tmp_path / "dev.csv", make_rows(16, 2))
     base = ["classify", "train", "--train", tr, "--val", dv, "--set", "model.d_model=16", "--set", "model.n_layer=2",
-            "--set", "model.d_state=4", "--set", "train.max_steps=2", "--set", "train.progress_bar=false",
+            "--set", "model.ssm.d_state=4", "--set", "train.max_steps=2", "--set", "train.progress_bar=false",
             "--set", f"train.init_from={run}"]
     assert main(base + ["--out", str(tmp_path / "ft")]) == 0
     assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["init_from"] == str(run)

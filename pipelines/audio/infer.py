@@ -1,0 +1,173 @@
+"""Scoring, run loading and generation of the audio jobs (no Lightning here: `seqssm audio eval` and `generate` load a
+trained run and use the model directly).
+
+Dimension names: b batch · l samples · v vocabulary (2^bits quantisation levels).
+
+Every clip is scored in full: the model reads [start] + x_0 … x_{l-2} and predicts x_0 … x_{l-1}, where the start
+token is the quantiser's zero level (silence), so the first sample of a clip counts too (as in the n-gram and
+`xz` baselines of ../shared/data/README.md, which score all 897,663 test samples of FSDD takes 0-4).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+import seqssm
+from seqssm.atomic import atomic_open
+from seqssm.domains.audio import AudioFolder, WholeClips, build_quantizer, pad_collate
+from seqssm.pipelines.audio.config import AudioJobConfig
+from seqssm.pipelines.jobconfig import UsageError
+from seqssm.pipelines.training import LN2
+
+QUANTIZER_FILE = "quantizer.json"
+
+
+class WithStart(Dataset):
+    """Clip ids (l,) -> (l + 1,) with the start token (the quantiser's zero level) in front."""
+
+    def __init__(self, clips, start_id: int):
+        self.clips, self.start_id = clips, start_id
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.cat([torch.tensor([self.start_id]), self.clips[i]])
+
+    @property
+    def quantizer(self):  # RandomCrops pads with the quantiser's zero level
+        return self.clips.quantizer
+
+
+def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids (b, l+1) starting with the start token, mask (b, l+1) -> (summed NLL in nats (b,), counted samples (b,))."""
+    logits = model(ids[:, :-1])  # (b, l, v) float32
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # (b, l)
+    m = mask[:, 1:].to(nll.dtype)
+    return (nll * m).sum(1), m.sum(1)
+
+
+@torch.no_grad()
+def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True) -> dict:
+    """Bits per sample of every file and of all of them together (total NLL / total samples)."""
+    clips = AudioFolder(files, sample_rate, quantizer)
+    data = WholeClips(WithStart(clips, quantizer.zero_id))
+    order = sorted(range(len(data)), key=lambda i: len(clips[i]))  # similar lengths together: little padding
+    loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size,
+                        collate_fn=pad_collate(quantizer.zero_id))
+    model.eval()
+    device = next(model.parameters()).device
+    nll, count = torch.zeros(len(data), dtype=torch.float64), torch.zeros(len(data), dtype=torch.float64)
+    pos = 0
+    for batch in tqdm(loader, desc="scoring", unit="batch", disable=not progress, leave=False):
+        s, c = nll_sum(model, batch["ids"].to(device), batch["mask"].to(device))
+        idx = order[pos:pos + len(s)]
+        nll[idx], count[idx] = s.double().cpu(), c.double().cpu()
+        pos += len(s)
+    per_file = [{"file": str(files[i]), "samples": int(count[i]), "bits_per_sample": float(nll[i] / count[i] / LN2)}
+                for i in range(len(data))]
+    return {"files": len(data), "samples": int(count.sum()), "bits_per_sample": float(nll.sum() / count.sum() / LN2),
+            "per_file": per_file}
+
+
+# ----------------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class AudioRun:
+    model: torch.nn.Module
+    job: AudioJobConfig
+    quantizer: object
+    folder: Path
+
+
+def load_run(path) -> AudioRun:
+    """A run folder of `seqssm audio train` (or its model/ folder): the model, its job and its quantiser."""
+    folder = Path(path)
+    model_dir = folder / "model" if (folder / "model").is_dir() else folder
+    run_dir = model_dir.parent if model_dir.name == "model" else model_dir
+    for need in (model_dir / "config.yaml", model_dir / QUANTIZER_FILE, run_dir / "config.yaml"):
+        if not need.is_file():
+            raise UsageError(f"--model {path}: not a run folder of 'seqssm audio train' ({need.name} missing)")
+    job = seqssm.load_config(AudioJobConfig, str(run_dir / "config.yaml"))
+    quantizer = build_quantizer(json.loads((model_dir / QUANTIZER_FILE).read_text()))
+    return AudioRun(seqssm.load_pretrained(str(model_dir)).eval(), job, quantizer, run_dir)
+
+
+def write_table(path, result: dict) -> None:
+    """Per-file TSV (file, samples, bits_per_sample) and a last row with the total, written atomically."""
+    with atomic_open(path, "w") as f:
+        f.write("file\tsamples\tbits_per_sample\n")
+        for row in result["per_file"]:
+            f.write(f"{row['file']}\t{row['samples']}\t{row['bits_per_sample']:.4f}\n")
+        f.write(f"ALL\t{result['samples']}\t{result['bits_per_sample']:.4f}\n")
+
+
+# ----------------------------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None, temperature: float,
+                 top_p: float, seed: int, start_id: int, progress: bool = True):
+    """Sample n_samples ids per row with the recurrent state (one step per sample, never a growing context):
+    the core's decoding loop (GenerationMixin.generate), with a per-step hook that adds up the likelihood, times
+    each tenth of the clip and moves the progress bar.
+
+    Returns (ids (b, n_samples), loglik (b,) the natural log-likelihood of each row's samples under the model's
+    unfiltered distribution at temperature 1 — used to rank samples — and seconds per block of generated time).
+    prompt (l,) ids: read once in parallel mode (seqssm's streaming forward), then continued.
+    """
+    device = next(model.parameters()).device
+    first = torch.full((batch, 1), start_id, dtype=torch.long, device=device)
+    context = first if prompt is None else torch.cat([first, prompt.to(device)[None].expand(batch, -1)], dim=1)
+    loglik = torch.zeros(batch, dtype=torch.float64)
+    times, block = [], max(1, n_samples // 10)
+    clock = [time.perf_counter()]
+    bar = tqdm(total=n_samples, desc="sampling", unit="sample", unit_scale=True, disable=not progress, leave=False)
+
+    def on_step(i: int, token: torch.Tensor, logits: torch.Tensor) -> None:
+        if i == 0:
+            clock[0] = time.perf_counter()  # the per-step clock starts after the prompt's parallel pass
+        loglik.add_(torch.log_softmax(logits.double(), -1).gather(1, token[:, None])[:, 0].cpu())
+        bar.update(1)
+        if (i + 1) % block == 0:
+            now = time.perf_counter()
+            times.append(now - clock[0])
+            clock[0] = now
+
+    out = model.generate(context, n_samples, temperature=temperature, top_k=0, top_p=top_p, seed=seed,
+                         on_step=on_step)
+    bar.close()
+    return out[:, context.shape[1]:].cpu(), loglik, times
+
+
+def plot_clip(wave: np.ndarray, sample_rate: int, path, title: str) -> None:
+    """Waveform above its log-magnitude spectrogram, as PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(2, 1, figsize=(9, 5), dpi=100, sharex=True)
+    t = np.arange(len(wave)) / sample_rate
+    a.plot(t, wave, lw=0.4)
+    a.set_ylim(-1.05, 1.05)
+    a.set_ylabel("amplitude")
+    a.set_title(title, fontsize=9)
+    nfft = 256 if sample_rate <= 16000 else 1024
+    if len(wave) > nfft:
+        b.specgram(wave, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma")
+    b.set_xlabel("seconds")
+    b.set_ylabel("Hz")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)

@@ -1,0 +1,147 @@
+"""`seqssm audio train`: raw audio, one quantised sample per token (SaShiMi, Goel et al. 2022;
+Mamba paper section 4.4).
+
+Dimension names: b batch · l samples per crop (data.crop_len) · v vocabulary (2^bits levels).
+
+Training: a folder of audio -> split by file (FSDD by take; seqssm.domains.audio.corpus) -> load, mono, resample,
+quantise (mu-law or linear) -> one random crop of l + 1 ids per clip and epoch, short clips padded and masked -> next-sample cross-entropy.
+The model is `seqssm.build_model(job.model)` (the multi-scale backbone when model.multiscale.pool_factors is set); the
+LightningModule only wraps it. AdamW (no decay on A_log, D, norms, biases), linear warm-up and cosine decay.
+Validation files come out of the training files; the test files (and held-out speakers) are scored once at the
+end, whole, in bits per sample, with the convention (quantiser, rate, split) stated beside the number.
+
+Run folder (`--out`): model/ (save_pretrained + quantizer.json), config.yaml, metrics.json, history.json,
+curves.png, test.tsv (per-file bits), logs/. Written in a staging folder and moved into place at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+import seqssm
+from seqssm.config import validate_tree
+from seqssm.domains.audio import (
+    AudioFolder, RandomCrops, WholeClips, convention, make_quantizer, pad_collate, split_files,
+)
+from seqssm.pipelines.audio.config import AudioJobConfig
+from seqssm.pipelines.audio.infer import QUANTIZER_FILE, WithStart, nll_sum, score_files, write_table
+from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
+from seqssm.pipelines.training import (LN2, TimeBudget, fit_and_validate, init_model, make_trainer, optimizers,
+                                       plot_curves)
+
+ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png", "test.tsv", "heldout.tsv", "logs")
+
+
+class AudioTask(L.LightningModule):
+    """Next-sample cross-entropy over the real (unpadded) samples; keeps the loss history."""
+
+    def __init__(self, model, train_cfg):
+        super().__init__()
+        self.model, self.train_cfg = model, train_cfg
+        self.history: dict[str, list] = {"train": [], "val": []}
+        self.val_seconds, self._t0, self._sum, self._count = 0.0, 0.0, 0.0, 0.0
+        self.budget = TimeBudget(train_cfg.max_minutes)
+
+    def on_train_epoch_start(self):
+        self.trainer.train_dataloader.dataset.set_epoch(self.current_epoch)  # new crops every epoch
+
+    def training_step(self, batch, batch_idx):
+        nll, count = nll_sum(self.model, batch["ids"], batch["mask"])
+        loss = nll.sum() / count.sum().clamp_min(1)
+        self.history["train"].append([self.global_step + 1, float(loss.detach())])
+        self.log("train_bits", loss.detach() / LN2, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._sum, self._count, self._t0 = 0.0, 0.0, time.perf_counter()
+
+    def validation_step(self, batch, batch_idx):
+        nll, count = nll_sum(self.model, batch["ids"], batch["mask"])
+        self._sum += float(nll.sum())
+        self._count += float(count.sum())
+
+    def on_validation_epoch_end(self):
+        val = self._sum / max(1.0, self._count)
+        self.history["val"].append([int(self.global_step), val])
+        self.log("val_bits", val / LN2, prog_bar=True)
+        self.val_seconds += time.perf_counter() - self._t0
+
+    def configure_optimizers(self):
+        return optimizers(self.model, self.train_cfg, self.train_cfg.max_steps, self.budget)
+
+
+def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
+    """Train as `job` says, score the test files (and held-out speakers), write the run folder; returns metrics."""
+    validate_tree(job)
+    d, t = job.data, job.train
+    files = split_files(d.folder, d.split, d.test_takes, d.heldout_speakers, d.test_fraction, d.val_fraction, t.seed)
+    out = check_out_dir(job.out_dir, overwrite)
+    job = dataclasses.replace(job, data=dataclasses.replace(d, folder=str(Path(d.folder).resolve())))
+    quantizer = make_quantizer(d.quantizer, d.bits, d.scaling, d.bins)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    with staging_dir(out) as stage:
+        L.seed_everything(t.seed, workers=True, verbose=False)
+        train_clips = AudioFolder(files["train"], d.sample_rate, quantizer)
+        crops = RandomCrops(WithStart(train_clips, quantizer.zero_id), d.crop_len + 1, seed=t.seed)
+        train_dl = DataLoader(crops, batch_size=d.batch_size, shuffle=True, drop_last=len(crops) >= d.batch_size,
+                              num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
+                              generator=torch.Generator().manual_seed(t.seed))
+        val_clips = WholeClips(WithStart(AudioFolder(files["val"], d.sample_rate, quantizer), quantizer.zero_id))
+        val_dl = DataLoader(val_clips, batch_size=d.eval_batch_size, collate_fn=pad_collate(quantizer.zero_id))
+        model = seqssm.build_model(job.model)
+        init_model(model, t.init_from)
+        task = AudioTask(model, t)
+        trainer = make_trainer(
+            accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
+            max_epochs=-1, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
+            num_sanity_val_steps=0, gradient_clip_val=t.grad_clip if t.grad_clip > 0 else None,
+            gradient_clip_algorithm="norm", log_every_n_steps=min(t.log_every, t.max_steps),
+            logger=CSVLogger(save_dir=str(stage), name="", version="logs"), enable_checkpointing=False,
+            enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
+            deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
+            **task.budget.trainer_kwargs(),
+        )
+        seconds = fit_and_validate(trainer, task, train_dl, val_dl)
+
+        model = model.cpu().eval()
+        test = score_files(model, files["test"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar)
+        write_table(stage / "test.tsv", test)
+        steps = int(trainer.global_step)
+        metrics = {
+            "convention": convention(quantizer, d.sample_rate, d.split, d.test_takes, d.heldout_speakers,
+                                     d.test_fraction, d.val_fraction),
+            "quantizer": quantizer.config(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "init_from": t.init_from or None,
+            "steps": steps,
+            "max_steps": t.max_steps,
+            "max_minutes": t.max_minutes,
+            "seconds": round(seconds, 3),
+            "train_seconds": round(seconds - task.val_seconds, 3),
+            "files": {k: len(v) for k, v in files.items()},
+            "val_bits_per_sample": task.history["val"][-1][1] / LN2,
+            "test_bits_per_sample": test["bits_per_sample"],
+            "test_samples": test["samples"],
+        }
+        if "heldout" in files:
+            held = score_files(model, files["heldout"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar)
+            write_table(stage / "heldout.tsv", held)
+            metrics.update(heldout_speakers=list(d.heldout_speakers), heldout_bits_per_sample=held["bits_per_sample"],
+                           heldout_samples=held["samples"])
+        model.save_pretrained(stage / "model", extra_files={QUANTIZER_FILE: json.dumps(quantizer.config(), indent=1)})
+        seqssm.save_config(job, stage / "config.yaml")
+        atomic_write_json(stage / "metrics.json", metrics)
+        atomic_write_json(stage / "history.json", task.history)
+        plot_curves(task.history, stage / "curves.png", f"{Path(d.folder).name}: {steps} steps", unit="sample")
+        publish(stage, out, [name for name in ARTIFACTS if name != "heldout.tsv" or "heldout" in files])
+    return metrics
