@@ -3,12 +3,13 @@
 Depends on torch (and, later, triton) only; nothing here imports the rest of seqssm.
 """
 
-from seqssm.kernels._checks import KernelInputError
+from seqssm.kernels._checks import BACKENDS, KernelInputError
 from seqssm.kernels.conv import causal_conv1d, causal_conv1d_update
 from seqssm.kernels.scan import selective_scan, selective_state_update, available_backends
 from seqssm.kernels.ssd import ssd_scan, ssd_state_update
 
 __all__ = [
+    "BACKENDS",
     "KernelInputError",
     "available_backends",
     "causal_conv1d",

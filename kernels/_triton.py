@@ -23,6 +23,23 @@ def triton_usable(device: torch.device) -> tuple[bool, str]:
     return False, f"tensors are on {device.type} (the triton backend needs CUDA, or TRITON_INTERPRET=1)"
 
 
+def require_triton(device: torch.device, **dtypes: torch.dtype) -> None:
+    """The checks every op makes before its "triton" path, as one-line KernelInputErrors: Triton can run on
+    `device`, and no input named in `dtypes` is float64 (the kernels compute in float32)."""
+    usable, why = triton_usable(device)
+    if not usable:
+        from seqssm.kernels._checks import KernelInputError
+
+        raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
+    for name, dtype in dtypes.items():
+        if dtype == torch.float64:
+            from seqssm.kernels._checks import KernelInputError
+
+            raise KernelInputError(
+                f"{name}: dtype float64 is not supported by the triton backend (float32, float16, bfloat16)"
+            )
+
+
 _warned = False
 
 

@@ -108,7 +108,9 @@ def causal_conv1d_update_triton(x, conv_state, weight, bias, activation):
 
     b, d = x.shape
     if not conv_state.is_contiguous():
-        raise ValueError("conv_state: the triton step updates it in place and needs it contiguous")
+        from seqssm.kernels._checks import KernelInputError
+
+        raise KernelInputError("conv_state: the triton step updates it in place and needs it contiguous")
     out = torch.empty_like(x)
     conv_update_kernel[(b, _cdiv(d, BLOCK_D))](
         x.contiguous(), conv_state, weight.contiguous(), None if bias is None else bias.contiguous(), out, d,
