@@ -21,8 +21,9 @@ from seqssm.kernels._triton import require_triton
 from seqssm.kernels.ssd.chunked import ssd_chunked
 from seqssm.kernels.ssd.reference import ssd_reference, ssd_state_update_reference
 
-# What each name runs today where the op has no kernel of that name (read by `seqssm info`).
-TRITON_RUNS = "chunked"
+# Ops whose "triton" name runs another path until their Triton kernel exists: op -> the path it runs
+# (`seqssm info` prints this; a Triton SSD kernel removes its entry).
+TRITON_RUNS_INSTEAD = {"ssd_scan": "chunked", "ssd_state_update": "reference"}
 WIDE = (torch.float32, torch.float64)
 
 
@@ -102,4 +103,4 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, backend="auto"):
     return ssd_state_update_reference(state, x, dt, A, B, C, D)
 
 
-__all__ = ["BACKENDS", "ssd_chunked", "ssd_reference", "ssd_scan", "ssd_state_update"]
+__all__ = ["BACKENDS", "TRITON_RUNS_INSTEAD", "ssd_chunked", "ssd_reference", "ssd_scan", "ssd_state_update"]
