@@ -192,10 +192,13 @@ def big_model_case(bx: Bench) -> dict:
 
 def gpu_tests(bx: Bench) -> dict:
     """tests/kernels/test_gpu.py in a fresh process (dry run: SEQSSM_GPU_DRY_RUN=1 under the interpreter)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tests = os.path.join(root, "tests", "kernels", "test_gpu.py")
-    if not os.path.exists(tests):
-        return {"error": f"FileNotFoundError: {tests} (run from a checkout of the repository)"}
+    # the checkout the command runs in (scripts/gpu_check.sh installs the package elsewhere), else beside this file
+    roots = [os.getcwd(), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    found = [os.path.join(r, "tests", "kernels", "test_gpu.py") for r in roots]
+    found = [t for t in found if os.path.exists(t)]
+    if not found:
+        return {"error": "FileNotFoundError: tests/kernels/test_gpu.py (run from a checkout of the repository)"}
+    tests = found[0]
     env = dict(os.environ)
     if bx.dry:
         env |= {"SEQSSM_GPU_DRY_RUN": "1", "TRITON_INTERPRET": "1"}
@@ -225,6 +228,18 @@ def _interpreter_before_triton() -> None:
     os.environ["TRITON_INTERPRET"] = "1"
 
 
+def _save(res: dict, out: str | None, partial: bool) -> None:
+    """The markdown beside --out, and while the run goes on the JSON so far (a run stopped by a time limit still
+    leaves every finished case); seqssm.pipelines.bench writes the final JSON."""
+    if not out:
+        return
+    from seqssm.atomic import atomic_write_text
+
+    atomic_write_text(os.path.splitext(out)[0] + ".md", markdown(res))
+    if partial:
+        atomic_write_text(out, json.dumps({"gpu": res, "partial": True}, indent=2) + "\n")
+
+
 def run_gpu(args) -> dict:
     import torch
 
@@ -245,6 +260,7 @@ def run_gpu(args) -> dict:
     if not getattr(args, "skip_tests", False):
         print("== GPU kernel tests", flush=True)
         res["tests"] = gpu_tests(bx)
+        _save(res, args.out, partial=True)
     res["copy_gbs"] = bx.guard(lambda: copy_bandwidth_gbs(bx))
     print(f"== copy bandwidth {res['copy_gbs']} GB/s", flush=True)
     max_len = s.lengths[-1] if dry else args.max_length
@@ -258,18 +274,16 @@ def run_gpu(args) -> dict:
         res["layer"][l] = {b: bx.guard(lambda: layer_case(bx, l, b)) for b in backends}
         print(f"== L={l}: scan {json.dumps(res['scan'][l])}\n   attention {res['attention'].get(l)}\n"
               f"   layer {json.dumps(res['layer'][l])}", flush=True)
+        _save(res, args.out, partial=True)
     if not args.skip_big:
         print(f"== {s.big_layers}-layer d_model {s.big_d_model} model, L = {s.big_length}, forward+backward",
               flush=True)
         res["big_model"] = bx.guard(lambda: big_model_case(bx))
         print(res["big_model"], flush=True)
     res["seconds"] = time.perf_counter() - t_start
+    _save(res, args.out, partial=False)
     if args.out:
-        from seqssm.atomic import atomic_write_text
-
-        md = os.path.splitext(args.out)[0] + ".md"
-        atomic_write_text(md, markdown(res))
-        print(f"wrote {md}", flush=True)
+        print(f"wrote {os.path.splitext(args.out)[0]}.md", flush=True)
     return res
 
 
