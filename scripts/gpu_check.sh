@@ -53,5 +53,9 @@ step "seqssm bench gpu $DRY"
 LIMIT=$(( TOTAL - (SECONDS - T0) ))  # on the GPU: the whole command within 8 minutes
 timeout "$LIMIT" $PY -m seqssm.pipelines.cli bench gpu $DRY --out "$OUTDIR/gpu.json" 2>&1 | tee -a "$OUTDIR/bench.log"
 status=${PIPESTATUS[0]}
-step "done: bench exit $status (124: stopped at its ${LIMIT} s limit; the JSON holds the cases finished)"
+if [ "$status" = 124 ]; then
+    step "bench stopped at its ${LIMIT} s limit: $OUTDIR/gpu.json holds the cases it finished"
+else
+    step "done: bench exit $status (0: no case in error)"
+fi
 exit "$status"
