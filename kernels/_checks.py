@@ -6,6 +6,16 @@ import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
+# The one backend vocabulary of every op (selective_scan, selective_state_update, causal_conv1d,
+# causal_conv1d_update, ssd_scan, ssd_state_update) and of ModelConfig.scan_backend, which validates against
+# this very tuple:
+#   "reference"  the op's readable PyTorch spec (float32/64)
+#   "chunked"    the op's fast pure-PyTorch path (any device)
+#   "triton"     the op's Triton kernel: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1; float32/16/bf16
+#                (an op without a Triton kernel yet says in its docstring which path "triton" takes)
+#   "auto"       "triton" for CUDA tensors when Triton is importable and the inputs fit, else "chunked"
+BACKENDS = ("auto", "reference", "chunked", "triton")
+
 
 class KernelInputError(ValueError):
     """Raised for a bad argument to a public kernel; the message names the argument."""
@@ -25,6 +35,6 @@ def check_tensor(name: str, x, shape: tuple, *, device: torch.device, dtypes=FLO
         raise KernelInputError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
 
 
-def check_backend(backend: str, known: tuple[str, ...]) -> None:
-    if backend not in known:
-        raise KernelInputError(f"backend: unknown name {backend!r}; choose one of {', '.join(known)}")
+def check_backend(backend: str) -> None:
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise KernelInputError(f"backend: unknown name {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -26,7 +26,7 @@ def collect() -> dict[str, str]:
     """What `seqssm info` prints, as an ordered dict of label -> value."""
     import torch
 
-    from seqssm.kernels import available_backends
+    from seqssm.kernels import available_backends, triton_runs_instead
 
     cuda = torch.cuda.is_available()
     info = {
@@ -38,6 +38,8 @@ def collect() -> dict[str, str]:
         "lightning": _version_of("lightning"),
         "threads": str(torch.get_num_threads()),
         "scan backends": ", ".join(available_backends()),
+        "backend notes": "; ".join(f"{op}: triton runs {path} (no Triton kernel yet)"
+                                   for op, path in triton_runs_instead().items()) or "none",
         "cuda available": "yes" if cuda else "no",
     }
     if cuda:

@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from seqssm.atomic import atomic_write_text
+from seqssm.kernels import BACKENDS
 
-SCAN_BACKENDS = ("auto", "reference", "chunked")
+SCAN_BACKENDS = BACKENDS  # the kernels' own vocabulary (the same tuple, not a copy)
 POOLINGS = ("mean", "max", "last")
 DT_INITS = ("random", "constant")
 

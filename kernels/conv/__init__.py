@@ -1,6 +1,10 @@
-"""Causal depthwise conv1d: public entry with validation; backends "reference" (tap loop) and "torch" (F.conv1d).
+"""Causal depthwise conv1d: public entry with validation, dispatching by a name of seqssm.kernels.BACKENDS:
+    "reference"  the tap loop of reference.py (the executable spec)
+    "chunked"    F.conv1d (the fast PyTorch path; the name is the vocabulary's, there are no chunks here)
+    "triton"     triton_conv.py: fused taps + bias + SiLU, CUDA tensors or TRITON_INTERPRET=1, float32/16/bf16
+    "auto"       "triton" for CUDA tensors when Triton is importable, else "chunked"
 
-With seq_idx (packed sequences) both backends run the masked tap loop of reference.py, k multiply-adds over the
+With seq_idx (packed sequences) the PyTorch backends run the masked tap loop of reference.py, k multiply-adds over the
 input (F.conv1d cannot stop a tap at a sequence boundary); for Mamba's k = 4 it costs about what F.conv1d does.
 
 Dimension names: b batch · d channels · l length · k kernel width.
@@ -12,11 +16,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
-from seqssm.kernels._triton import auto_picks_triton, triton_usable
+from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor
+from seqssm.kernels._triton import auto_picks_triton, require_triton
 from seqssm.kernels.conv.reference import causal_conv1d_reference, causal_conv1d_update_reference
 
-BACKENDS = ("auto", "reference", "torch", "triton")
 ACTIVATIONS = (None, "silu", "swish")
 
 
@@ -60,6 +63,7 @@ def causal_conv1d(
         initial_state: (b, d, k-1), the inputs before t = 0 (zeros when None).
         return_final_state: also return the last k-1 inputs (b, d, k-1), to continue with the next segment.
         seq_idx: (b, l) int32/int64 for packed sequences: a tap never reads across a change of seq_idx.
+        backend: "auto", "reference", "chunked" or "triton" (seqssm.kernels.BACKENDS).
 
     Example:
         >>> x, w = torch.randn(2, 8, 100), torch.randn(8, 4)
@@ -67,7 +71,7 @@ def causal_conv1d(
         >>> y.shape, s.shape
         (torch.Size([2, 8, 100]), torch.Size([2, 8, 3]))
     """
-    check_backend(backend, BACKENDS)
+    check_backend(backend)
     if activation not in ACTIVATIONS:
         raise KernelInputError(f"activation: must be None, 'silu' or 'swish', got {activation!r}")
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
@@ -85,13 +89,11 @@ def causal_conv1d(
     if seq_idx is not None:
         check_tensor("seq_idx", seq_idx, (b, l), device=x.device, dtypes=(torch.int32, torch.int64))
     if backend == "auto":
-        backend = "triton" if x.dtype != torch.float64 and auto_picks_triton(x.device) else "torch"
-    if backend == "reference" or (seq_idx is not None and backend == "torch"):
+        backend = "triton" if x.dtype != torch.float64 and auto_picks_triton(x.device) else "chunked"
+    if backend == "reference" or (seq_idx is not None and backend == "chunked"):
         return causal_conv1d_reference(x, weight, bias, activation, initial_state, return_final_state, seq_idx)
     if backend == "triton":
-        usable, why = triton_usable(x.device)
-        if not usable:
-            raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
+        require_triton(x.device, x=x.dtype)
         from seqssm.kernels.conv.triton_conv import causal_conv1d_triton
 
         return causal_conv1d_triton(x, weight, bias, activation, initial_state, return_final_state, seq_idx)
@@ -107,8 +109,9 @@ def causal_conv1d_update(
     backend: str = "auto",
 ) -> torch.Tensor:
     """One decoding step: x (b, d), conv_state (b, d, k-1) updated in place; returns (b, d).
-    backend: "reference"/"torch" (PyTorch ops), "triton" (one kernel) or "auto" (triton for CUDA tensors)."""
-    check_backend(backend, BACKENDS)
+    backend: "reference"/"chunked" (the same PyTorch ops), "triton" (one kernel) or "auto" (triton for CUDA
+    tensors)."""
+    check_backend(backend)
     if activation not in ACTIVATIONS:
         raise KernelInputError(f"activation: must be None, 'silu' or 'swish', got {activation!r}")
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
@@ -119,9 +122,7 @@ def causal_conv1d_update(
     if backend == "auto":
         backend = "triton" if x.dtype != torch.float64 and auto_picks_triton(x.device) else "reference"
     if backend == "triton":
-        usable, why = triton_usable(x.device)
-        if not usable:
-            raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
+        require_triton(x.device, x=x.dtype, conv_state=conv_state.dtype)
         from seqssm.kernels.conv.triton_conv import causal_conv1d_update_triton
 
         return causal_conv1d_update_triton(x, conv_state, weight, bias, activation)

@@ -26,6 +26,9 @@ def _get():
 
 
 BLOCK_D, BLOCK_L = 16, 64
+# Left to itself ptxas aims at more programs per SM than the taps' registers allow and spills (fp16 forward, sm_90);
+# the forward and backward allow 255 registers a thread (tests/kernels/test_aot_compile.py, docs/gpu.md).
+MAXNREG = 255
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -58,7 +61,7 @@ class _TritonConv(torch.autograd.Function):
         fwd[(b, _cdiv(d, BLOCK_D), _cdiv(l, BLOCK_L))](
             x, weight, bias, state, seq_idx, out, l, d, x.stride(0), x.stride(1),
             K=k, HAS_BIAS=bias is not None, HAS_STATE=state is not None, HAS_SEQ=seq_idx is not None, SILU=silu,
-            BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
+            BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L, maxnreg=MAXNREG,
         )
         ctx.save_for_backward(x, weight, bias, state, seq_idx)
         ctx.silu = silu
@@ -78,7 +81,7 @@ class _TritonConv(torch.autograd.Function):
         bwd[(b, _cdiv(d, BLOCK_D), n_tblk)](
             x, weight, bias, state, seq_idx, dout.contiguous(), dpre, dw, dbias, l, d, x.stride(0), x.stride(1),
             n_tblk, K=k, HAS_BIAS=bias is not None, HAS_STATE=state is not None, HAS_SEQ=seq_idx is not None,
-            SILU=ctx.silu, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
+            SILU=ctx.silu, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L, maxnreg=MAXNREG,
         )
         dxe = _input_grad(dpre, weight.float(), seq_idx)  # (b, d, k-1+l): the carried inputs, then x
         dx = dxe[..., k - 1 :].to(x.dtype)
@@ -108,10 +111,50 @@ def causal_conv1d_update_triton(x, conv_state, weight, bias, activation):
 
     b, d = x.shape
     if not conv_state.is_contiguous():
-        raise ValueError("conv_state: the triton step updates it in place and needs it contiguous")
+        from seqssm.kernels._checks import KernelInputError
+
+        raise KernelInputError("conv_state: the triton step updates it in place and needs it contiguous")
     out = torch.empty_like(x)
     conv_update_kernel[(b, _cdiv(d, BLOCK_D))](
         x.contiguous(), conv_state, weight.contiguous(), None if bias is None else bias.contiguous(), out, d,
         K=weight.shape[1], HAS_BIAS=bias is not None, SILU=activation is not None, BLOCK_D=BLOCK_D,
     )
     return out
+
+
+# ------------------------------------------------------------------------------------------ ahead-of-time cases
+def aot_cases():
+    """The specializations the launches above produce (kernels/_aot.py; compiled for sm_80 and sm_90 by
+    tests/kernels/test_aot_compile.py), at the shipped kernel width K = 4 (d_conv) and blocks (BLOCK_D, BLOCK_L).
+    "autocast": bf16 inputs with float32 weight and bias (a float32 model under torch.autocast); "i64": a launch
+    whose b·d·l passes 2^31, so the integer arguments are 64-bit. Gradients of the pre-activation, the weight and
+    the bias are float32 partial buffers."""
+    from seqssm.kernels._aot import make_case
+    from seqssm.kernels.conv.triton_conv_kernels import conv_bwd_kernel, conv_fwd_kernel, conv_update_kernel
+
+    def types_of(x, w, state, seq):
+        t = {"x_ptr": f"*{x}", "w_ptr": f"*{w}", "bias_ptr": f"*{w}"}
+        if state:
+            t["state_ptr"] = f"*{x}"
+        if seq:
+            t["seq_ptr"] = "*i64"
+        return t
+
+    def both(label, x, w, state=False, seq=False, ints="i32", k=4):
+        flags = dict(K=k, HAS_BIAS=True, HAS_STATE=state, HAS_SEQ=seq, SILU=True, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L)
+        name = f"{label}-K{k}" + "-state" * state + "-seq" * seq + f"-{ints}"
+        fwd = make_case(f"conv_fwd-{name}", conv_fwd_kernel, types_of(x, w, state, seq) | {"out_ptr": f"*{x}"},
+                        flags, ints=ints, maxnreg=MAXNREG)
+        grads = {"dout_ptr": f"*{x}", "dpre_ptr": "*fp32", "dw_ptr": "*fp32", "dbias_ptr": "*fp32"}
+        bwd = make_case(f"conv_bwd-{name}", conv_bwd_kernel, types_of(x, w, state, seq) | grads, flags, ints=ints,
+                        maxnreg=MAXNREG)
+        return [fwd, bwd]
+
+    cases = both("fp32", "fp32", "fp32") + both("bf16", "bf16", "bf16") + both("fp16", "fp16", "fp16")
+    cases += both("autocast", "bf16", "fp32", state=True) + both("fp32", "fp32", "fp32", state=True, seq=True)
+    cases += both("bf16", "bf16", "bf16", ints="i64")
+    for dt in ("fp32", "bf16"):
+        cases.append(make_case(f"conv_step-{dt}-K4", conv_update_kernel,
+                               {"x_ptr": f"*{dt}", "state_ptr": f"*{dt}", "w_ptr": f"*{dt}", "bias_ptr": f"*{dt}",
+                                "out_ptr": f"*{dt}"}, dict(K=4, HAS_BIAS=True, SILU=True, BLOCK_D=BLOCK_D)))
+    return cases

@@ -2,7 +2,7 @@
 
 Dimension names: b batch · d channels · l length · n state size · g groups of B/C.
 
-Backends:
+Backends (the one vocabulary of seqssm.kernels.BACKENDS):
     "reference"  the sequential loop of reference.py: the executable spec, float32/float64, slow.
     "chunked"    chunked.py: fast pure PyTorch for CPU (or any device), O(b·d·l + b·d·n·chunk) memory,
                  recomputation in backward. Same numerics class as the reference (fp32 state, or fp64).
@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import torch
 
-from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
-from seqssm.kernels._triton import auto_picks_triton, triton_usable
+from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor
+from seqssm.kernels._triton import auto_picks_triton, require_triton, triton_usable
 from seqssm.kernels.scan.reference import selective_scan_reference, selective_state_update_reference
 
-BACKENDS = ("auto", "reference", "chunked", "triton")
 TRITON_DESIGNS = ("auto", "sequential", "parallel")
 
 
@@ -111,7 +110,7 @@ def selective_scan(
             which carries gradient, so scanning x[:a] then x[a:] from that state equals scanning x.
         seq_idx: (b, l) int32/int64, for several sequences packed in one row: where it changes, the state
             restarts from zero, so nothing leaks from one sequence into the next (initial_state seeds the first).
-        backend: "auto", "reference", "chunked" or "triton".
+        backend: "auto", "reference", "chunked" or "triton" (seqssm.kernels.BACKENDS).
         triton_design: which Triton kernel the "triton" backend runs (also when "auto" picks it): "sequential",
             "parallel" or "auto" (today "sequential"). Naming a design with backend "reference" or "chunked" is
             an error: they have none.
@@ -128,7 +127,7 @@ def selective_scan(
         >>> y.shape, h.shape
         (torch.Size([2, 4, 64]), torch.Size([2, 4, 8]))
     """
-    check_backend(backend, BACKENDS)
+    check_backend(backend)
     if triton_design not in TRITON_DESIGNS:
         raise KernelInputError(
             f"triton_design: unknown name {triton_design!r}; choose one of {', '.join(TRITON_DESIGNS)}")
@@ -144,6 +143,8 @@ def selective_scan(
         )
     if backend == "triton":
         from seqssm.kernels.scan.triton_scan import selective_scan_triton
+
+        require_triton(u.device, u=u.dtype, delta=delta.dtype)
 
         return selective_scan_triton(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx,
@@ -172,9 +173,10 @@ def selective_state_update(
     """One recurrent decoding step (mamba_ssm's `selective_state_update` semantics), O(1) in the context length.
 
     state (b, d, n) float32/64 is updated in place; x, dt, z (b, d); B, C (b, n) or (b, g, n). Returns (b, d).
-    backend: "reference" (PyTorch ops), "triton" (one fused kernel) or "auto" (triton for a float32 state on CUDA).
+    backend: "reference" and "chunked" (the same PyTorch ops: one step has no chunks), "triton" (one fused kernel,
+    float32 state) or "auto" (triton for a float32 state on CUDA).
     """
-    check_backend(backend, ("auto", "reference", "triton"))
+    check_backend(backend)
     if not isinstance(state, torch.Tensor) or state.dim() != 3:
         raise KernelInputError(f"state: expected shape (batch, dim, N), got {getattr(state, 'shape', None)}")
     b, d, n = state.shape
@@ -193,9 +195,7 @@ def selective_state_update(
     if backend == "auto":
         backend = "triton" if state.dtype == torch.float32 and auto_picks_triton(dev) else "reference"
     if backend == "triton":
-        usable, why = triton_usable(dev)
-        if not usable:
-            raise KernelInputError(f"backend: 'triton' cannot run here: {why}")
+        require_triton(dev, state=state.dtype, x=x.dtype, dt=dt.dtype)
         from seqssm.kernels.scan.triton_scan import selective_state_update_triton
 
         return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)

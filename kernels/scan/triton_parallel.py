@@ -21,7 +21,7 @@ from seqssm.kernels.scan.triton_scan import _bc_layout, _block_d, _cdiv, _out, t
 # aligned inputs Triton lays a forward tile of 2 × 512 out as 8 consecutive steps a thread (16-byte loads of bf16,
 # the scan sequential within a thread, then across the lanes and two warps of a channel), the shape of mamba_ssm's
 # kernel. The backward keeps about 30 values per (channel, step) alive, so it takes one channel (4 steps a thread):
-# at 8 steps a thread ptxas needs ~250 registers and for sm_90a it spills at 2 × 256 (tests/kernels/aot_report.py
+# at 8 steps a thread ptxas needs ~250 registers and for sm_90a it spills at 2 × 256 (`python -m seqssm.kernels._aot`
 # prints registers and spills for aot_cases()). BLOCK_L is shared by both directions: the backward starts from the
 # states the forward saved at tile starts. The tests shrink MAX_BLOCK_L so that short sequences cross several
 # tiles. The state size n is a loop inside a tile, so it does not change the tile.

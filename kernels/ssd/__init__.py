@@ -2,21 +2,28 @@
 
 Dimension names: b batch · l length · h heads · p head dim · n state size · g groups of B/C.
 
-Backends:
+Backends (the one vocabulary of seqssm.kernels.BACKENDS):
     "reference"  reference.py: the sequential recurrence, the executable spec, slow.
     "chunked"    chunked.py: the state-space-dual block decomposition (section 6) in pure PyTorch, autograd.
+    "triton"     no Triton SSD kernel yet: runs the "chunked" path, after the same checks as every Triton path
+                 (CUDA tensors or TRITON_INTERPRET=1, no float64), so a model configured for "triton" keeps one
+                 contract when the kernel lands. `seqssm info` says so.
     "auto"       "chunked".
+The decoding step (ssd_state_update) is PyTorch ops for every name.
 """
 
 from __future__ import annotations
 
 import torch
 
-from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
+from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor
+from seqssm.kernels._triton import require_triton
 from seqssm.kernels.ssd.chunked import ssd_chunked
 from seqssm.kernels.ssd.reference import ssd_reference, ssd_state_update_reference
 
-BACKENDS = ("auto", "reference", "chunked")
+# Ops whose "triton" name runs another path until their Triton kernel exists: op -> the path it runs
+# (`seqssm info` prints this; a Triton SSD kernel removes its entry).
+TRITON_RUNS_INSTEAD = {"ssd_scan": "chunked", "ssd_state_update": "reference"}
 WIDE = (torch.float32, torch.float64)
 
 
@@ -36,7 +43,8 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         A: (h,) float32/64, negative for a decaying state. B, C: (b, l, g, n), head i uses group i // (h / g).
         D: (h,) skip or None. initial_state: (b, h, p, n) float32/64 or None (zeros); gradients flow into it.
         return_final_state: also return h_{l-1} (b, h, p, n) in float32 (float64 for float64 inputs).
-        backend: "auto", "reference" or "chunked".
+        backend: "auto", "reference", "chunked" or "triton" (seqssm.kernels.BACKENDS; "triton" runs the chunked
+            path until a Triton SSD kernel exists).
 
     Returns:
         y (b, l, h, p) in x's dtype, or (y, final_state).
@@ -49,7 +57,7 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         >>> y.shape, s.shape
         (torch.Size([2, 100, 4, 8]), torch.Size([2, 4, 8, 16]))
     """
-    check_backend(backend, BACKENDS)
+    check_backend(backend)
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise KernelInputError(f"x: expected shape (batch, L, heads, headdim), got {getattr(x, 'shape', type(x).__name__)}")
     b, l, h, p = x.shape
@@ -64,13 +72,18 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         check_tensor("D", D, (h,), device=dev)
     if initial_state is not None:
         check_tensor("initial_state", initial_state, (b, h, p, n), device=dev, dtypes=WIDE)
+    if backend == "triton":
+        require_triton(dev, x=x.dtype, dt=dt.dtype)
     fn = ssd_reference if backend == "reference" else ssd_chunked
     return fn(x, dt, A, B, C, D, initial_state, return_final_state)
 
 
-def ssd_state_update(state, x, dt, A, B, C, D=None):
+def ssd_state_update(state, x, dt, A, B, C, D=None, backend="auto"):
     """One decoding step, O(1) in the context: state (b, h, p, n) float32/64 updated in place;
-    x (b, h, p), dt (b, h) positive, A (h,), B, C (b, g, n), D (h,) or None -> y (b, h, p) in x's dtype."""
+    x (b, h, p), dt (b, h) positive, A (h,), B, C (b, g, n), D (h,) or None -> y (b, h, p) in x's dtype.
+    backend: any name of seqssm.kernels.BACKENDS; every one runs the same PyTorch ops (no Triton step yet),
+    "triton" after the checks of every Triton path."""
+    check_backend(backend)
     if not isinstance(state, torch.Tensor) or state.dim() != 4:
         raise KernelInputError(f"state: expected shape (batch, heads, headdim, N), got {getattr(state, 'shape', None)}")
     b, h, p, n = state.shape
@@ -85,7 +98,9 @@ def ssd_state_update(state, x, dt, A, B, C, D=None):
             raise KernelInputError(f"{name}: {X.shape[1]} groups do not divide {h} heads")
     if D is not None:
         check_tensor("D", D, (h,), device=dev)
+    if backend == "triton":
+        require_triton(dev, state=state.dtype, x=x.dtype)
     return ssd_state_update_reference(state, x, dt, A, B, C, D)
 
 
-__all__ = ["BACKENDS", "ssd_chunked", "ssd_reference", "ssd_scan", "ssd_state_update"]
+__all__ = ["BACKENDS", "TRITON_RUNS_INSTEAD", "ssd_chunked", "ssd_reference", "ssd_scan", "ssd_state_update"]

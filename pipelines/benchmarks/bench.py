@@ -6,6 +6,7 @@
     seqssm bench all        the three, one after the other
     seqssm bench scaling    time and memory vs length of mamba, mamba2, s4d and attention (scaling.py)
     seqssm bench gpu        the prepared GPU script (gpu.py): kernel tests, scan/attention/layer timings
+                            (--dry-run: every case at tiny sizes on CPU under the Triton interpreter)
 
 Every timed case runs in a fresh Python process (measure.py), so that its peak resident memory (ru_maxrss, which
 includes the interpreter and torch, about 0.3-0.4 GB) is its own. Results print as a table and go to --out as JSON.
@@ -265,6 +266,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-length", type=int, default=1 << 20, help="gpu: longest L timed (default 2^20)")
     p.add_argument("--max-attention-length", type=int, default=1 << 17, help="gpu: longest L for attention")
     p.add_argument("--skip-big", action="store_true", help="gpu: skip the 24-layer model at L = 2^20")
+    p.add_argument("--skip-tests", action="store_true", help="gpu: skip the GPU kernel tests")
+    p.add_argument("--dry-run", action="store_true",
+                   help="gpu: every case at tiny sizes on CPU under the Triton interpreter (rehearsal, no GPU)")
     p.add_argument("--layers", default=",".join(LAYERS), help=f"scaling: mixers to time (default {','.join(LAYERS)})")
     p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="scaling: sequence lengths "
                    "(default 1K, 4K, 16K, 64K, 256K, 1M)")

@@ -8,6 +8,9 @@ Dimension names: b batch · l sequence length · d model width · e inner width 
     y    = SSM(x) · silu(z)           the subclass's _scan (parallel) or _scan_step (one token)
     out  = out_proj(y)
 
+The configured cfg.scan_backend (one name of seqssm.kernels.BACKENDS) reaches every kernel call: the conv here and
+the subclass's scan and step.
+
 Subclasses create in_proj, conv1d (nn.Conv1d, weight (e, 1, k)), out_proj, A_log (e, n), D (e,) and set cfg,
 d_inner, d_state, d_conv; this class holds no parameters of its own, so their names and init stay each subclass's.
 """
@@ -59,7 +62,7 @@ class GatedSSM(nn.Module):
         conv_out = causal_conv1d(
             x, self._conv_weight(), self.conv1d.bias, activation="silu",
             initial_state=None if state is None else state.conv_state, return_final_state=want_state,
-            seq_idx=seq_idx,
+            seq_idx=seq_idx, backend=self.cfg.scan_backend,
         )
         x, conv_state = conv_out if want_state else (conv_out, None)
         y, ssm_state = self._scan(x, z, state, want_state, seq_idx)
@@ -79,6 +82,7 @@ class GatedSSM(nn.Module):
         """One token: hidden (b, d) -> (b, d); `state` is updated in place, O(1) in the context length."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, e) each
         x = causal_conv1d_update(
-            x, state.conv_state, self._conv_weight().to(x.dtype), self.conv1d.bias, activation="silu"
+            x, state.conv_state, self._conv_weight().to(x.dtype), self.conv1d.bias, activation="silu",
+            backend=self.cfg.scan_backend,
         )
         return self.out_proj(self._scan_step(x, z, state.ssm_state))

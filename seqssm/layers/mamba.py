@@ -91,7 +91,7 @@ class Mamba(GatedSSM):
         wide = ssm_state.dtype
         return selective_state_update(
             ssm_state, x, dt, self._A().to(wide), B, C, self.D.to(wide), z=z,
-            dt_bias=self.dt_proj.bias.to(wide), dt_softplus=True,
+            dt_bias=self.dt_proj.bias.to(wide), dt_softplus=True, backend=self.cfg.scan_backend,
         )
 
 

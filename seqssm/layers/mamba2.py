@@ -95,6 +95,7 @@ class Mamba2(nn.Module):
             activation="silu",
             initial_state=None if state is None else state.conv_state,
             return_final_state=want_state,
+            backend=self.cfg.scan_backend,
         )
         xBC, conv_state = conv_out if want_state else (conv_out, None)
         e, gn = self.d_inner, self.ngroups * self.d_state
@@ -129,7 +130,8 @@ class Mamba2(nn.Module):
         b = hidden.shape[0]
         z, xBC, dt = self._split(self.in_proj(hidden))
         xBC = causal_conv1d_update(
-            xBC, state.conv_state, self._conv_weight().to(xBC.dtype), self.conv1d.bias, activation="silu"
+            xBC, state.conv_state, self._conv_weight().to(xBC.dtype), self.conv1d.bias, activation="silu",
+            backend=self.cfg.scan_backend,
         )
         e, gn = self.d_inner, self.ngroups * self.d_state
         x, B, C = torch.split(xBC, [e, gn, gn], dim=-1)
@@ -142,6 +144,7 @@ class Mamba2(nn.Module):
             B.reshape(gshape),
             C.reshape(gshape),
             self.D.to(state.ssm_state.dtype),
+            backend=self.cfg.scan_backend,
         )
         return self.out_proj(self.norm(y.reshape(b, e), z))
 

@@ -93,7 +93,8 @@ class S4D(GatedSSM):
         # per-channel B, C are e groups of one channel each: (b, g=e, n)
         B = self.B.to(wide)[None].expand(b, e, self.d_state)
         C = self.C.to(wide)[None].expand(b, e, self.d_state)
-        return selective_state_update(ssm_state, x, dt, self._A().to(wide), B, C, self.D.to(wide), z=z)
+        return selective_state_update(ssm_state, x, dt, self._A().to(wide), B, C, self.D.to(wide), z=z,
+                                      backend=self.cfg.scan_backend)
 
 
 def _powers(dtA: torch.Tensor, start: int, stop: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""causal_conv1d: the F.conv1d backend against the tap-loop reference, segments with carried state, and decoding.
+"""causal_conv1d: the F.conv1d backend ("chunked") against the tap-loop reference, segments with carried state,
+and decoding.
 
 Dimension names: b batch · d channels · l length · k kernel width.
 """
@@ -26,15 +27,15 @@ def inputs(b=2, d=6, l=37, k=4, bias=True, state=True, dtype=torch.float64):
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("state", [True, False], ids=["state", "nostate"])
 @pytest.mark.parametrize("l", [1, 3, 64])
-def test_torch_backend_matches_reference(k, activation, bias, state, l):
+def test_chunked_backend_matches_reference(k, activation, bias, state, l):
     x = inputs(l=l, k=k, bias=bias, state=state)
     results = {}
-    for backend in ("reference", "torch"):
+    for backend in ("reference", "chunked"):
         out, final = causal_conv1d(**x, activation=activation, return_final_state=True, backend=backend)
         gen = torch.Generator().manual_seed(3)
         loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum() + final.sum()
         results[backend] = [out, final, *torch.autograd.grad(loss, list(x.values()), materialize_grads=True)]
-    for got, want in zip(results["torch"], results["reference"]):
+    for got, want in zip(results["chunked"], results["reference"]):
         assert rel_err(got, want) < 1e-12
 
 

@@ -1,5 +1,5 @@
 """The parallel scan's ahead-of-time cases (no compile here: tests/kernels/test_aot_compile.py compiles them, and
-tests/kernels/aot_report.py prints their registers): complete signatures, each flag both ways, both directions."""
+`python -m seqssm.kernels._aot` prints their registers): complete signatures, each flag both ways, both directions."""
 
 from __future__ import annotations
 
