@@ -5,6 +5,8 @@ Dimension names: b batch · l length · h heads · p head dim · n state size ·
 Backends:
     "reference"  reference.py: the sequential recurrence, the executable spec, slow.
     "chunked"    chunked.py: the state-space-dual block decomposition (section 6) in pure PyTorch, autograd.
+    "triton"     triton_ssd.py: the same decomposition as Triton kernels (tl.dot chunk products, 64-bit offsets);
+                 CUDA tensors, or CPU tensors under TRITON_INTERPRET=1. Its decoding step is one fused kernel.
     "auto"       "chunked".
 """
 
@@ -16,7 +18,7 @@ from seqssm.kernels._checks import KernelInputError, check_backend, check_tensor
 from seqssm.kernels.ssd.chunked import ssd_chunked
 from seqssm.kernels.ssd.reference import ssd_reference, ssd_state_update_reference
 
-BACKENDS = ("auto", "reference", "chunked")
+BACKENDS = ("auto", "reference", "chunked", "triton")
 WIDE = (torch.float32, torch.float64)
 
 
@@ -36,7 +38,7 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         A: (h,) float32/64, negative for a decaying state. B, C: (b, l, g, n), head i uses group i // (h / g).
         D: (h,) skip or None. initial_state: (b, h, p, n) float32/64 or None (zeros); gradients flow into it.
         return_final_state: also return h_{l-1} (b, h, p, n) in float32 (float64 for float64 inputs).
-        backend: "auto", "reference" or "chunked".
+        backend: "auto", "reference", "chunked" or "triton".
 
     Returns:
         y (b, l, h, p) in x's dtype, or (y, final_state).
@@ -64,13 +66,19 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         check_tensor("D", D, (h,), device=dev)
     if initial_state is not None:
         check_tensor("initial_state", initial_state, (b, h, p, n), device=dev, dtypes=WIDE)
+    if backend == "triton":
+        from seqssm.kernels.ssd.triton_ssd import ssd_triton
+
+        return ssd_triton(x, dt, A, B, C, D, initial_state, return_final_state)
     fn = ssd_reference if backend == "reference" else ssd_chunked
     return fn(x, dt, A, B, C, D, initial_state, return_final_state)
 
 
-def ssd_state_update(state, x, dt, A, B, C, D=None):
+def ssd_state_update(state, x, dt, A, B, C, D=None, backend="auto"):
     """One decoding step, O(1) in the context: state (b, h, p, n) float32/64 updated in place;
-    x (b, h, p), dt (b, h) positive, A (h,), B, C (b, g, n), D (h,) or None -> y (b, h, p) in x's dtype."""
+    x (b, h, p), dt (b, h) positive, A (h,), B, C (b, g, n), D (h,) or None -> y (b, h, p) in x's dtype.
+    backend: "triton" runs one fused kernel (float32 state); every other name the PyTorch reference step."""
+    check_backend(backend, BACKENDS)
     if not isinstance(state, torch.Tensor) or state.dim() != 4:
         raise KernelInputError(f"state: expected shape (batch, heads, headdim, N), got {getattr(state, 'shape', None)}")
     b, h, p, n = state.shape
@@ -85,6 +93,10 @@ def ssd_state_update(state, x, dt, A, B, C, D=None):
             raise KernelInputError(f"{name}: {X.shape[1]} groups do not divide {h} heads")
     if D is not None:
         check_tensor("D", D, (h,), device=dev)
+    if backend == "triton":
+        from seqssm.kernels.ssd.triton_ssd import ssd_state_update_triton
+
+        return ssd_state_update_triton(state, x, dt, A, B, C, D)
     return ssd_state_update_reference(state, x, dt, A, B, C, D)
 
 

@@ -25,8 +25,10 @@ from seqssm.kernels._checks import KernelInputError
 from seqssm.kernels._triton import triton_usable
 
 CHUNK = 64  # s: positions per chunk; the tl.dot tiles are (s, s), (s, p-block) and (s, n-block)
-MAX_BLOCK_P = 32  # p per program of the scan kernels (a power of two >= 16: tl.dot's smallest tile)
-MAX_BLOCK_N = 32  # n per inner step of the products over n
+# Block sizes are fixed (not fitted to p and n), so every launch is one of the few specializations aot_cases()
+# lists; edges are masked. Powers of two >= 16 (tl.dot's smallest tile).
+BLOCK_P = 32  # p per program of the scan kernels and of the decoding step
+BLOCK_N = 32  # n per step of the products over n (and of the decoding step's loop over n)
 BLOCK_E = 512  # flattened (p, n) state entries per program of the state passing
 NUM_WARPS = 4
 POISON_OUTPUTS = False  # tests: every output buffer starts as NaN, so an element a kernel misses cannot pass
@@ -34,10 +36,6 @@ POISON_OUTPUTS = False  # tests: every output buffer starts as NaN, so an elemen
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _pow2_at_least_16(x: int, cap: int) -> int:
-    return min(cap, max(16, 1 << max(0, (x - 1).bit_length())))
 
 
 def _out(shape, dtype, device) -> torch.Tensor:
@@ -62,8 +60,7 @@ class _Shape:
         self.hg = self.h // self.g
         self.s = CHUNK
         self.nc = _cdiv(self.l, self.s)
-        self.bp = _pow2_at_least_16(self.p, MAX_BLOCK_P)
-        self.bn = _pow2_at_least_16(self.n, MAX_BLOCK_N)
+        self.bp, self.bn = BLOCK_P, BLOCK_N
         self.npb, self.nnb = _cdiv(self.p, self.bp), _cdiv(self.n, self.bn)
         self.neb = _cdiv(self.p * self.n, BLOCK_E)
         self.bh = self.b * self.h
@@ -152,7 +149,8 @@ def ssd_triton(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fa
         y = x.new_zeros(x.shape)
         return (y, final) if return_final_state else y
     f32 = lambda t: None if t is None else t.to(torch.float32).contiguous()  # noqa: E731
-    y, final = _TritonSSD.apply(x, dt, f32(A), B, C, f32(D), h0)
+    # one dtype for x, B, C (and dy) and float32 Δ: the launches stay within aot_cases(); no copy when they agree
+    y, final = _TritonSSD.apply(x, dt.to(torch.float32), f32(A), B.to(x.dtype), C.to(x.dtype), f32(D), h0)
     return (y, final) if return_final_state else y
 
 
@@ -167,9 +165,76 @@ def ssd_state_update_triton(state, x, dt, A, B, C, D=None):
     b, h, p, n = state.shape
     g = B.shape[1]
     y = torch.empty(b, h, p, dtype=x.dtype, device=x.device)
-    bp = _pow2_at_least_16(p, MAX_BLOCK_P)
     f32 = lambda t: None if t is None else t.to(torch.float32).contiguous()  # noqa: E731
-    _kernels()._state_update_kernel[(b * h, _cdiv(p, bp))](
-        state, x.contiguous(), dt.contiguous(), f32(A), B, C, f32(D), y, h, p, n, h // g, *B.stride(), *C.stride(),
-        HAS_D=D is not None, BLOCK_P=bp, BLOCK_N=max(16, 1 << max(0, (n - 1).bit_length())), num_warps=NUM_WARPS)
+    B, C = B.to(x.dtype), C.to(x.dtype)
+    _kernels()._state_update_kernel[(b * h, _cdiv(p, BLOCK_P))](
+        state, x.contiguous(), f32(dt), f32(A), B, C, f32(D), y, h, p, n, h // g, *B.stride(), *C.stride(),
+        HAS_D=D is not None, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, num_warps=NUM_WARPS)
     return y
+
+
+# ------------------------------------------------------------------------------------------------ ahead of time
+
+_TL = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+# Launched as 1 when the last dimension is contiguous (Triton then specializes the argument into a constant).
+_UNIT_STRIDES = ("s_vp", "s_wn", "s_xp", "s_bn", "s_cn", "s_yp", "s_dt_h")
+
+
+def _case(name: str, kernel, pointers: dict, constexprs: dict, ints: str) -> AotCase:
+    """A case as a launch specializes it: `pointers` gives the tensors' pointer types; a pointer argument absent
+    from it is launched as None (a constexpr None); unit strides are the constant 1; other integers are `ints`."""
+    sig, consts = {}, dict(constexprs)
+    for arg in kernel.arg_names:
+        if arg in consts:
+            sig[arg] = "constexpr"
+        elif arg in pointers:
+            sig[arg] = pointers[arg]
+        elif arg.endswith("_ptr"):
+            sig[arg], consts[arg] = "constexpr", None
+        elif arg in _UNIT_STRIDES:
+            sig[arg], consts[arg] = "constexpr", 1
+        else:
+            sig[arg] = ints
+    return AotCase(name, kernel, sig, consts, num_warps=NUM_WARPS)
+
+
+def aot_cases() -> list[AotCase]:
+    """Every specialization the launches above produce: per input dtype (x, B, C and dy share it; Δ, A, D and the
+    states are float32), flag set, and integer width (i64 once a stride or size reaches 2^31), at the fixed
+    CHUNK, BLOCK_P, BLOCK_N and BLOCK_E. The decoding step's integers are sizes of one step: always i32."""
+    k = _kernels()
+    f = "*fp32"
+    cases = []
+    for ints in ("i32", "i64"):
+        for mode, start in ((False, True), (False, False), (True, True)):
+            ptrs = dict(buf_ptr=f, T_ptr=f, end_ptr=f, **({"start_ptr": f} if start else {}),
+                        **({"Hin_ptr": f, "dT_ptr": f} if mode else {}))
+            cases.append(_case(f"ssd_pass-{'bwd' if mode else 'fwd'}{'-start' if start and not mode else ''}-{ints}",
+                               k._state_pass_kernel, ptrs, dict(REVERSE=mode, HAS_START=start, BLOCK_E=BLOCK_E),
+                               ints))
+        for dtype, tname in _TL.items():
+            X = "*" + tname
+            const = dict(BLOCK_S=CHUNK, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, LOWP=dtype != torch.float32)
+            tag = f"{tname}-s{CHUNK}-p{BLOCK_P}-n{BLOCK_N}"
+            for mode in (0, 1):
+                ptrs = dict(V_ptr=X, W_ptr=X, dt_ptr=f, A_ptr=f, out_ptr=f, **({"T_ptr": f} if mode == 0 else {}))
+                cases.append(_case(f"ssd_chunk_outer{mode}-{tag}-{ints}", k._chunk_outer_kernel, ptrs,
+                                   dict(MODE=mode, **const), ints))
+            cases.append(_case(f"ssd_bwd_dbc-{tag}-{ints}", k._chunk_scan_bwd_dbc_kernel,
+                               dict(x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, Hin_ptr=f, G_ptr=f, dy_ptr=X,
+                                    dB_ptr=f, dC_ptr=f), const, ints))
+            for has_d in (True, False):
+                d = dict(D_ptr=f) if has_d else {}
+                dd = "-D" if has_d else ""
+                cases.append(_case(f"ssd_scan{dd}-{tag}-{ints}", k._chunk_scan_kernel,
+                                   dict(x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, Hin_ptr=f, y_ptr=X, **d),
+                                   dict(HAS_D=has_d, **const), ints))
+                cases.append(_case(f"ssd_bwd_dx{dd}-{tag}-{ints}", k._chunk_scan_bwd_dx_kernel,
+                                   dict(x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, Hin_ptr=f, G_ptr=f, dy_ptr=X,
+                                        dx_ptr=X, ddt_ptr=f, da_ptr=f, **({"dD_ptr": f} if has_d else {}), **d),
+                                   dict(HAS_D=has_d, **const), ints))
+                if ints == "i32":
+                    cases.append(_case(f"ssd_update{dd}-{tname}-p{BLOCK_P}-n{BLOCK_N}", k._state_update_kernel,
+                                       dict(state_ptr=f, x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, y_ptr=X,
+                                            **d), dict(HAS_D=has_d, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N), ints))
+    return cases

@@ -299,23 +299,26 @@ def _state_update_kernel(state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y
                          s_bb, s_bg, s_bn, s_cb, s_cg, s_cn,
                          HAS_D: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     """One decoding step for a block of p of one head: state (b, h, p, n) float32 in place,
-    h <- e^{Δ A} h + Δ x ⊗ B, y = h C + D x. x, y: (b, h, p) contiguous; dt (b, h)."""
+    h <- e^{Δ A} h + Δ x ⊗ B, y = h C + D x, over n in blocks. x, y: (b, h, p) contiguous; dt (b, h)."""
     bh = tl.program_id(0).to(tl.int64)
     b, hh = bh // H, bh % H
     grp = hh // HG
     pp = tl.program_id(1).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    nn = tl.arange(0, BLOCK_N).to(tl.int64)
-    mp, mn = pp < P, nn < N
+    mp = pp < P
     dt = tl.load(dt_ptr + bh).to(tl.float32)
     decay = tl.exp(dt * tl.load(A_ptr + hh).to(tl.float32))
     x = tl.load(x_ptr + bh * P + pp, mask=mp, other=0.0).to(tl.float32)
-    Bv = tl.load(B_ptr + b * s_bb + grp * s_bg + nn * s_bn, mask=mn, other=0.0).to(tl.float32)
-    Cv = tl.load(C_ptr + b * s_cb + grp * s_cg + nn * s_cn, mask=mn, other=0.0).to(tl.float32)
-    ptrs = state_ptr + (bh * P + pp[:, None]) * N + nn[None, :]
-    smask = mp[:, None] & mn[None, :]
-    h = decay * tl.load(ptrs, mask=smask, other=0.0) + (dt * x)[:, None] * Bv[None, :]
-    tl.store(ptrs, h, mask=smask)
-    y = tl.sum(h * Cv[None, :], axis=1)
+    y = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    for n0 in range(0, N, BLOCK_N):
+        nn = n0 + tl.arange(0, BLOCK_N)
+        mn = nn < N
+        Bv = tl.load(B_ptr + b * s_bb + grp * s_bg + nn * s_bn, mask=mn, other=0.0).to(tl.float32)
+        Cv = tl.load(C_ptr + b * s_cb + grp * s_cg + nn * s_cn, mask=mn, other=0.0).to(tl.float32)
+        ptrs = state_ptr + (bh * P + pp[:, None]) * N + nn[None, :]
+        smask = mp[:, None] & mn[None, :]
+        h = decay * tl.load(ptrs, mask=smask, other=0.0) + (dt * x)[:, None] * Bv[None, :]
+        tl.store(ptrs, h, mask=smask)
+        y += tl.sum(h * Cv[None, :], axis=1)
     if HAS_D:
         y += tl.load(D_ptr + hh).to(tl.float32) * x
     tl.store(y_ptr + bh * P + pp, y.to(y_ptr.dtype.element_ty), mask=mp)
