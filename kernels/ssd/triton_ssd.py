@@ -25,12 +25,20 @@ from seqssm.kernels._checks import KernelInputError
 from seqssm.kernels._triton import triton_usable
 
 CHUNK = 64  # s: positions per chunk; the tl.dot tiles are (s, s), (s, p-block) and (s, n-block)
-# Block sizes are fixed (not fitted to p and n), so every launch is one of the few specializations aot_cases()
-# lists; edges are masked. Powers of two >= 16 (tl.dot's smallest tile).
-BLOCK_P = 32  # p per program of the scan kernels and of the decoding step
-BLOCK_N = 32  # n per step of the products over n (and of the decoding step's loop over n)
+# Block sizes are fixed per input dtype (not fitted to p and n), so every launch is one of the few
+# specializations aot_cases() lists; edges are masked. Powers of two >= 16 (tl.dot's smallest tile).
+# (BLOCK_P, BLOCK_N): p per program of the scan kernels and of the decoding step, n per step of the products over
+# n. Float32's exact products run on FMA units with (s, block) accumulators spread over threads: smaller tiles
+# keep them in registers (ptxas reports no spill for any case, sm_80 and sm_90; docs/kernels.md).
+BLOCKS = {"lowp": (32, 32), "fp32": (16, 16)}
 BLOCK_E = 512  # flattened (p, n) state entries per program of the state passing
-NUM_WARPS = 4
+# Warps per program, per kernel and dtype class (the (s, s) tiles of the scan kernels need 8 or 16 to fit)
+WARPS = {"outer": (4, 4), "pass": (4, 4), "scan": (8, 8), "bwd_dx": (8, 16), "bwd_dbc": (8, 8), "update": (4, 4)}
+NUM_STAGES = 1  # no software pipelining: its extra buffers cost registers the tiles need
+
+
+def _launch(kernel: str, lowp: bool) -> dict:
+    return dict(num_warps=WARPS[kernel][0 if lowp else 1], num_stages=NUM_STAGES)
 POISON_OUTPUTS = False  # tests: every output buffer starts as NaN, so an element a kernel misses cannot pass
 
 
@@ -60,11 +68,12 @@ class _Shape:
         self.hg = self.h // self.g
         self.s = CHUNK
         self.nc = _cdiv(self.l, self.s)
-        self.bp, self.bn = BLOCK_P, BLOCK_N
+        self.lowp = x.dtype != torch.float32
+        self.bp, self.bn = BLOCKS["lowp" if self.lowp else "fp32"]
         self.npb, self.nnb = _cdiv(self.p, self.bp), _cdiv(self.n, self.bn)
         self.neb = _cdiv(self.p * self.n, BLOCK_E)
         self.bh = self.b * self.h
-        self.const = dict(BLOCK_S=self.s, BLOCK_P=self.bp, BLOCK_N=self.bn, LOWP=x.dtype != torch.float32)
+        self.const = dict(BLOCK_S=self.s, BLOCK_P=self.bp, BLOCK_N=self.bn, LOWP=self.lowp)
 
     def sizes(self):
         return self.l, self.h, self.p, self.n, self.nc, self.hg
@@ -80,15 +89,15 @@ class _TritonSSD(torch.autograd.Function):
         T = _out((sh.b, sh.h, sh.nc), **f32)
         k._chunk_outer_kernel[(sh.nc, sh.bh, sh.npb * sh.nnb)](
             x, B, dt, A, states, T, *sh.sizes(), *x.stride(), *B.stride(), *dt.stride(),
-            MODE=0, num_warps=NUM_WARPS, **sh.const)
+            MODE=0, **_launch("outer", sh.lowp), **sh.const)
         final = _out((sh.b, sh.h, sh.p, sh.n), **f32)
         k._state_pass_kernel[(sh.bh, sh.neb)](
             states, T, h0, final, None, None, sh.h, sh.p * sh.n, sh.nc,
-            REVERSE=False, HAS_START=h0 is not None, BLOCK_E=BLOCK_E, num_warps=NUM_WARPS)
+            REVERSE=False, HAS_START=h0 is not None, BLOCK_E=BLOCK_E, **_launch("pass", sh.lowp))
         y = _out(x.shape, x.dtype, x.device)
         k._chunk_scan_kernel[(sh.nc, sh.bh, sh.npb)](
             x, dt, A, B, C, D, states, y, *sh.sizes(), *x.stride(), *dt.stride(), *B.stride(), *C.stride(),
-            *y.stride(), HAS_D=D is not None, num_warps=NUM_WARPS, **sh.const)
+            *y.stride(), HAS_D=D is not None, **_launch("scan", sh.lowp), **sh.const)
         ctx.save_for_backward(x, dt, A, B, C, D, states, T)
         ctx.has_h0 = h0 is not None
         return y, final
@@ -104,23 +113,24 @@ class _TritonSSD(torch.autograd.Function):
         G = _out((sh.b, sh.nc, sh.h, sh.p, sh.n), **f32)  # dHloc_c, then in place G_c = ∂loss/∂H_{c+1}
         k._chunk_outer_kernel[(sh.nc, sh.bh, sh.npb * sh.nnb)](
             dy, C, dt, A, G, None, *sh.sizes(), *dy.stride(), *C.stride(), *dt.stride(),
-            MODE=1, num_warps=NUM_WARPS, **sh.const)
+            MODE=1, **_launch("outer", sh.lowp), **sh.const)
         dh0 = _out((sh.b, sh.h, sh.p, sh.n), **f32)
         dT = _out((sh.b, sh.h, sh.nc, sh.neb), **f32)
         k._state_pass_kernel[(sh.bh, sh.neb)](
             G, T, dfinal, dh0, states, dT, sh.h, sh.p * sh.n, sh.nc,
-            REVERSE=True, HAS_START=True, BLOCK_E=BLOCK_E, num_warps=NUM_WARPS)
+            REVERSE=True, HAS_START=True, BLOCK_E=BLOCK_E, **_launch("pass", sh.lowp))
         dx = _out(x.shape, x.dtype, x.device)  # contiguous, like dy: the kernel writes it with dy's strides
         ddt_part, da_part = _out((sh.npb, sh.bh, sh.l), **f32), _out((sh.npb, sh.bh, sh.l), **f32)
         dD_part = _out((sh.bh, sh.nc, sh.npb), **f32) if D is not None else None
         k._chunk_scan_bwd_dx_kernel[(sh.nc, sh.bh, sh.npb)](
             x, dt, A, B, C, D, states, G, dy, dx, ddt_part, da_part, dD_part, *sh.sizes(),
             *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *dy.stride(),
-            HAS_D=D is not None, num_warps=NUM_WARPS, **sh.const)
+            HAS_D=D is not None, **_launch("bwd_dx", sh.lowp), **sh.const)
         dBh, dCh = _out((sh.b, sh.l, sh.h, sh.n), **f32), _out((sh.b, sh.l, sh.h, sh.n), **f32)
         k._chunk_scan_bwd_dbc_kernel[(sh.nc, sh.bh, sh.nnb)](
             x, dt, A, B, C, states, G, dy, dBh, dCh, *sh.sizes(),
-            *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *dy.stride(), num_warps=NUM_WARPS, **sh.const)
+            *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *dy.stride(), **_launch("bwd_dbc", sh.lowp),
+            **sh.const)
         # ∂a per position: the kernels' p-block parts, plus each chunk's ∂T_c spread over its positions
         dT_pos = dT.sum(-1).repeat_interleave(sh.s, dim=2)[:, :, : sh.l]  # (b, h, l)
         da = da_part.sum(0).view(sh.b, sh.h, sh.l) + dT_pos
@@ -167,9 +177,11 @@ def ssd_state_update_triton(state, x, dt, A, B, C, D=None):
     y = torch.empty(b, h, p, dtype=x.dtype, device=x.device)
     f32 = lambda t: None if t is None else t.to(torch.float32).contiguous()  # noqa: E731
     B, C = B.to(x.dtype), C.to(x.dtype)
-    _kernels()._state_update_kernel[(b * h, _cdiv(p, BLOCK_P))](
+    lowp = x.dtype != torch.float32
+    bp, bn = BLOCKS["lowp" if lowp else "fp32"]
+    _kernels()._state_update_kernel[(b * h, _cdiv(p, bp))](
         state, x.contiguous(), f32(dt), f32(A), B, C, f32(D), y, h, p, n, h // g, *B.stride(), *C.stride(),
-        HAS_D=D is not None, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, num_warps=NUM_WARPS)
+        HAS_D=D is not None, BLOCK_P=bp, BLOCK_N=bn, **_launch("update", lowp))
     return y
 
 
@@ -180,7 +192,7 @@ _TL = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _UNIT_STRIDES = ("s_vp", "s_wn", "s_xp", "s_bn", "s_cn", "s_yp", "s_dt_h")
 
 
-def _case(name: str, kernel, pointers: dict, constexprs: dict, ints: str) -> AotCase:
+def _case(name: str, kernel, pointers: dict, constexprs: dict, ints: str, launch: dict) -> AotCase:
     """A case as a launch specializes it: `pointers` gives the tensors' pointer types; a pointer argument absent
     from it is launched as None (a constexpr None); unit strides are the constant 1; other integers are `ints`."""
     sig, consts = {}, dict(constexprs)
@@ -195,13 +207,13 @@ def _case(name: str, kernel, pointers: dict, constexprs: dict, ints: str) -> Aot
             sig[arg], consts[arg] = "constexpr", 1
         else:
             sig[arg] = ints
-    return AotCase(name, kernel, sig, consts, num_warps=NUM_WARPS)
+    return AotCase(name, kernel, sig, consts, **launch)
 
 
 def aot_cases() -> list[AotCase]:
     """Every specialization the launches above produce: per input dtype (x, B, C and dy share it; Δ, A, D and the
     states are float32), flag set, and integer width (i64 once a stride or size reaches 2^31), at the fixed
-    CHUNK, BLOCK_P, BLOCK_N and BLOCK_E. The decoding step's integers are sizes of one step: always i32."""
+    CHUNK, BLOCKS and BLOCK_E. The decoding step's integers are sizes of one step: always i32."""
     k = _kernels()
     f = "*fp32"
     cases = []
@@ -209,32 +221,34 @@ def aot_cases() -> list[AotCase]:
         for mode, start in ((False, True), (False, False), (True, True)):
             ptrs = dict(buf_ptr=f, T_ptr=f, end_ptr=f, **({"start_ptr": f} if start else {}),
                         **({"Hin_ptr": f, "dT_ptr": f} if mode else {}))
-            cases.append(_case(f"ssd_pass-{'bwd' if mode else 'fwd'}{'-start' if start and not mode else ''}-{ints}",
-                               k._state_pass_kernel, ptrs, dict(REVERSE=mode, HAS_START=start, BLOCK_E=BLOCK_E),
-                               ints))
+            name = f"ssd_pass-{'bwd' if mode else 'fwd'}{'-start' if start and not mode else ''}-{ints}"
+            cases.append(_case(name, k._state_pass_kernel, ptrs,
+                               dict(REVERSE=mode, HAS_START=start, BLOCK_E=BLOCK_E), ints, _launch("pass", False)))
         for dtype, tname in _TL.items():
-            X = "*" + tname
-            const = dict(BLOCK_S=CHUNK, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, LOWP=dtype != torch.float32)
-            tag = f"{tname}-s{CHUNK}-p{BLOCK_P}-n{BLOCK_N}"
+            X, lowp = "*" + tname, dtype != torch.float32
+            bp, bn = BLOCKS["lowp" if lowp else "fp32"]
+            const = dict(BLOCK_S=CHUNK, BLOCK_P=bp, BLOCK_N=bn, LOWP=lowp)
+            tag = f"{tname}-s{CHUNK}-p{bp}-n{bn}"
             for mode in (0, 1):
                 ptrs = dict(V_ptr=X, W_ptr=X, dt_ptr=f, A_ptr=f, out_ptr=f, **({"T_ptr": f} if mode == 0 else {}))
                 cases.append(_case(f"ssd_chunk_outer{mode}-{tag}-{ints}", k._chunk_outer_kernel, ptrs,
-                                   dict(MODE=mode, **const), ints))
+                                   dict(MODE=mode, **const), ints, _launch("outer", lowp)))
             cases.append(_case(f"ssd_bwd_dbc-{tag}-{ints}", k._chunk_scan_bwd_dbc_kernel,
                                dict(x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, Hin_ptr=f, G_ptr=f, dy_ptr=X,
-                                    dB_ptr=f, dC_ptr=f), const, ints))
+                                    dB_ptr=f, dC_ptr=f), const, ints, _launch("bwd_dbc", lowp)))
             for has_d in (True, False):
                 d = dict(D_ptr=f) if has_d else {}
                 dd = "-D" if has_d else ""
                 cases.append(_case(f"ssd_scan{dd}-{tag}-{ints}", k._chunk_scan_kernel,
                                    dict(x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, Hin_ptr=f, y_ptr=X, **d),
-                                   dict(HAS_D=has_d, **const), ints))
+                                   dict(HAS_D=has_d, **const), ints, _launch("scan", lowp)))
                 cases.append(_case(f"ssd_bwd_dx{dd}-{tag}-{ints}", k._chunk_scan_bwd_dx_kernel,
                                    dict(x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, Hin_ptr=f, G_ptr=f, dy_ptr=X,
                                         dx_ptr=X, ddt_ptr=f, da_ptr=f, **({"dD_ptr": f} if has_d else {}), **d),
-                                   dict(HAS_D=has_d, **const), ints))
+                                   dict(HAS_D=has_d, **const), ints, _launch("bwd_dx", lowp)))
                 if ints == "i32":
-                    cases.append(_case(f"ssd_update{dd}-{tname}-p{BLOCK_P}-n{BLOCK_N}", k._state_update_kernel,
+                    cases.append(_case(f"ssd_update{dd}-{tname}-p{bp}-n{bn}", k._state_update_kernel,
                                        dict(state_ptr=f, x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, y_ptr=X,
-                                            **d), dict(HAS_D=has_d, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N), ints))
+                                            **d), dict(HAS_D=has_d, BLOCK_P=bp, BLOCK_N=bn), ints,
+                                       _launch("update", lowp)))
     return cases

@@ -74,7 +74,7 @@ def _cb(B_ptr, C_ptr, b, t, mt, grp, N, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg
     """C·Bᵀ (s, s) for one chunk, summed over n in blocks of BLOCK_N."""
     cb = tl.zeros((BLOCK_S, BLOCK_S), dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
-        nn = n0 + tl.arange(0, BLOCK_N)
+        nn = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
         mn = nn < N
         Ct = _tile(C_ptr, b, t, mt, grp, nn, mn, s_cb, s_cl, s_cg, s_cn)
         Bt = _tile(B_ptr, b, t, mt, grp, nn, mn, s_bb, s_bl, s_bg, s_bn)
@@ -90,7 +90,7 @@ def _state_times(S_ptr, V_ptr, b, c, hh, grp, t, mt, pp, mp, N, NC, H, P, s_vb, 
     acc = tl.zeros((BLOCK_S, BLOCK_P), dtype=tl.float32)
     base = ((b * NC + c) * H + hh) * P
     for n0 in range(0, N, BLOCK_N):
-        nn = n0 + tl.arange(0, BLOCK_N)
+        nn = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
         mn = nn < N
         Vt = _tile(V_ptr, b, t, mt, grp, nn, mn, s_vb, s_vl, s_vg, s_vn)
         St = tl.load(S_ptr + (base + pp[:, None]) * N + nn[None, :], mask=mp[:, None] & mn[None, :], other=0.0)
@@ -149,9 +149,9 @@ def _state_pass_kernel(buf_ptr, T_ptr, start_ptr, end_ptr, Hin_ptr, dT_ptr, H, P
     else:
         cur = tl.zeros((BLOCK_E,), dtype=tl.float32)
     for step in range(0, NC):
-        c = step
+        c = step + tl.zeros((), dtype=tl.int64)  # the chunk index in int64, like every index here
         if REVERSE:
-            c = NC - 1 - step
+            c = NC - 1 - c
         row = (bh // H * NC + c) * H + bh % H  # (b, c, h) of the (b, c, h, p, n) buffers
         decay = tl.exp(tl.load(T_ptr + bh * NC + c))
         val = tl.load(buf_ptr + row * PN + ee, mask=me, other=0.0)
@@ -270,7 +270,7 @@ def _chunk_scan_bwd_dbc_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, Hin_ptr, G_pt
     dB = tl.zeros((BLOCK_S, BLOCK_N), dtype=tl.float32)
     base = ((b * NC + c) * H + hh) * P
     for p0 in range(0, P, BLOCK_P):
-        pp = p0 + tl.arange(0, BLOCK_P)
+        pp = p0 + tl.arange(0, BLOCK_P).to(tl.int64)
         mp = pp < P
         U = _tile(x_ptr, b, t, mt, hh, pp, mp, s_xb, s_xl, s_xh, s_xp) * dt[:, None]
         dY = _tile(dy_ptr, b, t, mt, hh, pp, mp, s_yb, s_yl, s_yh, s_yp)
@@ -310,7 +310,7 @@ def _state_update_kernel(state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y
     x = tl.load(x_ptr + bh * P + pp, mask=mp, other=0.0).to(tl.float32)
     y = tl.zeros((BLOCK_P,), dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
-        nn = n0 + tl.arange(0, BLOCK_N)
+        nn = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
         mn = nn < N
         Bv = tl.load(B_ptr + b * s_bb + grp * s_bg + nn * s_bn, mask=mn, other=0.0).to(tl.float32)
         Cv = tl.load(C_ptr + b * s_cb + grp * s_cg + nn * s_cn, mask=mn, other=0.0).to(tl.float32)

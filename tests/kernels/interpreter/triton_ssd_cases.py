@@ -25,8 +25,7 @@ from seqssm.kernels import KernelInputError, ssd_scan, ssd_state_update  # noqa:
 def _poison_and_small_chunks(monkeypatch):
     monkeypatch.setattr(triton_ssd, "POISON_OUTPUTS", True)
     monkeypatch.setattr(triton_ssd, "CHUNK", 16)
-    monkeypatch.setattr(triton_ssd, "BLOCK_P", 16)
-    monkeypatch.setattr(triton_ssd, "BLOCK_N", 16)
+    assert triton_ssd.BLOCKS["fp32"] == (16, 16)  # float32's own blocks: tl.dot's smallest tile
 
 
 def make(b=2, l=40, h=4, p=5, g=2, n=7, D=True, init=True, dt_scale=1.0):
