@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 CHUNK = 64  # s: the paper's block size Q; the quadratic step costs O(s) per position
-BLOCK = 2048  # tokens per cache-resident block (rounded down to whole chunks); see the module docstring
+BLOCK = 4096  # tokens per cache-resident block (rounded down to whole chunks); see the module docstring
 
 
 def segment_sum(a: torch.Tensor) -> torch.Tensor:

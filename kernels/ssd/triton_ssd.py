@@ -32,8 +32,8 @@ CHUNK = 64  # s: positions per chunk; the tl.dot tiles are (s, s), (s, p-block) 
 # keep them in registers (ptxas reports no spill for any case, sm_80 and sm_90; docs/kernels.md).
 BLOCKS = {"lowp": (32, 32), "fp32": (16, 16)}
 BLOCK_E = 512  # flattened (p, n) state entries per program of the state passing
-# Warps per program, per kernel and dtype class (the (s, s) tiles of the scan kernels need 8 or 16 to fit)
-WARPS = {"outer": (4, 4), "pass": (4, 4), "scan": (8, 8), "bwd_dx": (8, 16), "bwd_dbc": (8, 8), "update": (4, 4)}
+# Warps per program, per kernel and dtype class (16-bit, float32): the (s, s) tiles of the scan kernels need 8
+WARPS = {"outer": (4, 4), "pass": (4, 4), "scan": (8, 8), "bwd_dx": (8, 8), "bwd_dbc": (8, 8), "update": (4, 4)}
 NUM_STAGES = 1  # no software pipelining: its extra buffers cost registers the tiles need
 
 

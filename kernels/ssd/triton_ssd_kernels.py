@@ -219,11 +219,21 @@ def _chunk_scan_bwd_dx_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, Hin_ptr
             BLOCK_S, BLOCK_N, LOWP) * _decay_matrix(a, BLOCK_S)  # (C_i·B_j) L_ij
     X = _tile(x_ptr, b, t, mt, hh, pp, mp, s_xb, s_xl, s_xh, s_xp)
     dY = _tile(dy_ptr, b, t, mt, hh, pp, mp, s_yb, s_yl, s_yh, s_yp)
-    eQ = tl.exp(tl.cumsum(a, axis=0, reverse=True) - a)
-    eP = tl.exp(tl.cumsum(a, axis=0))
-    du_state = eQ[:, None] * _state_times(G_ptr, B_ptr, b, c, hh, grp, t, mt, pp, mp, N, NC, H, P,
-                                          s_bb, s_bl, s_bg, s_bn, BLOCK_S, BLOCK_P, BLOCK_N, LOWP)
-    du = _dot(tl.trans(M), dY, LOWP) + du_state
+    # ∂a_k, in the order that keeps the fewest (s, s) tiles alive: ∂seg_ij = E_ij = M_ij dy_i·u_j summed over
+    # i >= k > j, then ∂Q_j = u_j·du_state_j (exclusive cumsum) and ∂P_i = dy_i·y_off_i (reverse cumsum)
+    E = M * _dot(dY, tl.trans(X), LOWP) * dt[None, :]
+    ii = tl.arange(0, BLOCK_S)[:, None]
+    kk = tl.arange(0, BLOCK_S)[None, :]
+    da = tl.sum(tl.where(ii >= kk, tl.cumsum(E, axis=1) - E, 0.0), axis=0)
+    du = _dot(tl.trans(M), dY, LOWP)
+    du_state = tl.exp(tl.cumsum(a, axis=0, reverse=True) - a)[:, None] * _state_times(
+        G_ptr, B_ptr, b, c, hh, grp, t, mt, pp, mp, N, NC, H, P, s_bb, s_bl, s_bg, s_bn,
+        BLOCK_S, BLOCK_P, BLOCK_N, LOWP)
+    dQ = tl.sum(X * du_state, axis=1) * dt
+    da += tl.cumsum(dQ, axis=0) - dQ
+    du += du_state
+    row = (pid_p * (tl.num_programs(1)) + bh) * L  # (p-blocks, b*h, l) partial sums
+    tl.store(ddt_ptr + row + t, tl.sum(X * du, axis=1), mask=mt)
     dx = dt[:, None] * du
     if HAS_D:
         dx += tl.load(D_ptr + hh).to(tl.float32) * dY
@@ -231,20 +241,12 @@ def _chunk_scan_bwd_dx_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, Hin_ptr
         tl.store(dD_ptr + (bh * NC + c) * n_pblk + pid_p, tl.sum(tl.sum(dY * X, axis=1), axis=0))
     tl.store(dx_ptr + b * s_yb + t[:, None] * s_yl + hh * s_yh + pp[None, :] * s_yp,
              dx.to(dx_ptr.dtype.element_ty), mask=mt[:, None] & mp[None, :])
-    # ∂a_k: ∂P_i = dy_i·y_off_i (reverse cumsum), ∂Q_j = u_j·du_state_j (exclusive cumsum),
-    # ∂seg_ij = E_ij = M_ij dy_i·u_j, summed over i >= k > j
-    y_off = eP[:, None] * _state_times(Hin_ptr, C_ptr, b, c, hh, grp, t, mt, pp, mp, N, NC, H, P,
-                                       s_cb, s_cl, s_cg, s_cn, BLOCK_S, BLOCK_P, BLOCK_N, LOWP)
+    y_off = tl.exp(tl.cumsum(a, axis=0))[:, None] * _state_times(
+        Hin_ptr, C_ptr, b, c, hh, grp, t, mt, pp, mp, N, NC, H, P, s_cb, s_cl, s_cg, s_cn,
+        BLOCK_S, BLOCK_P, BLOCK_N, LOWP)
     dP = tl.sum(dY * y_off, axis=1)
-    dQ = tl.sum(X * du_state, axis=1) * dt
-    E = M * _dot(dY, tl.trans(X), LOWP) * dt[None, :]
-    ii = tl.arange(0, BLOCK_S)[:, None]
-    kk = tl.arange(0, BLOCK_S)[None, :]
-    da = tl.sum(tl.where(ii >= kk, tl.cumsum(E, axis=1) - E, 0.0), axis=0)
-    da += tl.cumsum(dP, axis=0, reverse=True) + (tl.cumsum(dQ, axis=0) - dQ)
-    row = (pid_p * (tl.num_programs(1)) + bh) * L  # (p-blocks, b*h, l) partial sums
+    da += tl.cumsum(dP, axis=0, reverse=True)
     tl.store(da_ptr + row + t, da, mask=mt)
-    tl.store(ddt_ptr + row + t, tl.sum(X * du, axis=1), mask=mt)
 
 
 @triton.jit
