@@ -20,8 +20,8 @@ Backward, with G_c = ∂loss/∂H_{c+1} (= ∂loss/∂S_c) and dy the output gra
     du_j = Σ_i (C_i·B_j) L_ij dy_i + e^{Q_j} G_c B_j      _chunk_scan_bwd_dx_kernel, with dx = Δ du + D dy,
                                                            ∂Δ (direct) = x·du and ∂a from the three decay sums
     dB_j, dC_i                                             _chunk_scan_bwd_dbc_kernel
-∂a_k collects ∂P (reverse cumsum), ∂Q (exclusive cumsum), ∂seg (Σ_{i>=k, j<k} of E_ij = (C_i·B_j) L_ij dy_i·u_j)
-and ∂T_c; then ∂Δ += A ∂a and ∂A = Σ Δ ∂a (in the launcher).
+∂a_k collects ∂P (reverse cumsum), ∂Q (exclusive cumsum), ∂seg (Σ over i >= k > j of
+E_ij = (C_i·B_j) L_ij dy_i·u_j) and ∂T_c; then ∂Δ += A ∂a and ∂A = Σ Δ ∂a (in the launcher).
 
 Every offset is computed in int64: program ids are cast to tl.int64 before any multiplication, and every position
 index derives from them, so (position × stride) never wraps at 2^31 elements (mamba_ssm issue #1015: its int32
