@@ -23,6 +23,7 @@ LAUNCHER_MODULES = [
     "seqssm.kernels.scan.triton_scan",
     "seqssm.kernels.conv.triton_conv",
     "seqssm.kernels.scan.triton_parallel",
+    "seqssm.kernels.ssd.triton_ssd",
 ]
 ARCHS = (80, 90)  # A100 and H100/H200
 

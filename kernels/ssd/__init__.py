@@ -5,11 +5,10 @@ Dimension names: b batch · l length · h heads · p head dim · n state size ·
 Backends (the one vocabulary of seqssm.kernels.BACKENDS):
     "reference"  reference.py: the sequential recurrence, the executable spec, slow.
     "chunked"    chunked.py: the state-space-dual block decomposition (section 6) in pure PyTorch, autograd.
-    "triton"     no Triton SSD kernel yet: runs the "chunked" path, after the same checks as every Triton path
-                 (CUDA tensors or TRITON_INTERPRET=1, no float64), so a model configured for "triton" keeps one
-                 contract when the kernel lands. `seqssm info` says so.
+    "triton"     triton_ssd.py: the same decomposition as Triton kernels (tl.dot chunk products, 64-bit offsets);
+                 CUDA tensors, or CPU tensors under TRITON_INTERPRET=1. Its decoding step is one fused kernel.
     "auto"       "chunked".
-The decoding step (ssd_state_update) is PyTorch ops for every name.
+The decoding step (ssd_state_update): one fused Triton kernel for "triton", PyTorch ops for every other name.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ from seqssm.kernels._triton import require_triton
 from seqssm.kernels.ssd.chunked import ssd_chunked
 from seqssm.kernels.ssd.reference import ssd_reference, ssd_state_update_reference
 
-# Ops whose "triton" name runs another path until their Triton kernel exists: op -> the path it runs
-# (`seqssm info` prints this; a Triton SSD kernel removes its entry).
-TRITON_RUNS_INSTEAD = {"ssd_scan": "chunked", "ssd_state_update": "reference"}
+# Ops whose "triton" name runs another path until their Triton kernel exists (`seqssm info` prints this):
+# none since the Triton SSD landed.
+TRITON_RUNS_INSTEAD: dict[str, str] = {}
 WIDE = (torch.float32, torch.float64)
 
 
@@ -43,8 +42,7 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         A: (h,) float32/64, negative for a decaying state. B, C: (b, l, g, n), head i uses group i // (h / g).
         D: (h,) skip or None. initial_state: (b, h, p, n) float32/64 or None (zeros); gradients flow into it.
         return_final_state: also return h_{l-1} (b, h, p, n) in float32 (float64 for float64 inputs).
-        backend: "auto", "reference", "chunked" or "triton" (seqssm.kernels.BACKENDS; "triton" runs the chunked
-            path until a Triton SSD kernel exists).
+        backend: "auto", "reference", "chunked" or "triton" (seqssm.kernels.BACKENDS).
 
     Returns:
         y (b, l, h, p) in x's dtype, or (y, final_state).
@@ -74,6 +72,10 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         check_tensor("initial_state", initial_state, (b, h, p, n), device=dev, dtypes=WIDE)
     if backend == "triton":
         require_triton(dev, x=x.dtype, dt=dt.dtype)
+
+        from seqssm.kernels.ssd.triton_ssd import ssd_triton
+
+        return ssd_triton(x, dt, A, B, C, D, initial_state, return_final_state)
     fn = ssd_reference if backend == "reference" else ssd_chunked
     return fn(x, dt, A, B, C, D, initial_state, return_final_state)
 
@@ -81,8 +83,7 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
 def ssd_state_update(state, x, dt, A, B, C, D=None, backend="auto"):
     """One decoding step, O(1) in the context: state (b, h, p, n) float32/64 updated in place;
     x (b, h, p), dt (b, h) positive, A (h,), B, C (b, g, n), D (h,) or None -> y (b, h, p) in x's dtype.
-    backend: any name of seqssm.kernels.BACKENDS; every one runs the same PyTorch ops (no Triton step yet),
-    "triton" after the checks of every Triton path."""
+    backend: "triton" runs one fused kernel (float32 state); every other name the PyTorch reference step."""
     check_backend(backend)
     if not isinstance(state, torch.Tensor) or state.dim() != 4:
         raise KernelInputError(f"state: expected shape (batch, heads, headdim, N), got {getattr(state, 'shape', None)}")
@@ -100,6 +101,10 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, backend="auto"):
         check_tensor("D", D, (h,), device=dev)
     if backend == "triton":
         require_triton(dev, state=state.dtype, x=x.dtype)
+
+        from seqssm.kernels.ssd.triton_ssd import ssd_state_update_triton
+
+        return ssd_state_update_triton(state, x, dt, A, B, C, D)
     return ssd_state_update_reference(state, x, dt, A, B, C, D)
 
 

@@ -2,7 +2,8 @@
 gradient (chunked in float32 vs reference in float64, relative error per tensor <= 1e-5), plus the decoding step.
 
 Dimension names: b batch · l length · h heads · p head dim · n state size · g groups of B/C.
-Lengths cover one step, odd lengths, exact chunk multiples and one past a boundary (chunk sizes 4 and 64).
+Lengths cover one step, odd lengths, exact chunk multiples and one past a boundary (chunk sizes 4 and 64), each
+in one cache block (a plain autograd graph) and cut into several blocks (the recomputing backward of _BlockedSSD).
 """
 
 from __future__ import annotations
@@ -49,23 +50,36 @@ def assert_all_close(got, want, tol):
     assert all(e <= tol for e in errs.values()), errs
 
 
-@pytest.mark.parametrize("chunk", [4, 64])
+@pytest.mark.parametrize("chunk, block", [(4, 8), (4, 2048), (64, 64), (64, 2048)],
+                         ids=["s4-blk8", "s4-one-block", "s64-blk64", "s64-one-block"])
 @pytest.mark.parametrize("l", [1, 3, 4, 5, 13, 64, 65])
 @pytest.mark.parametrize("g", [1, 2, 4])
-def test_chunked_matches_reference(l, g, chunk):
+def test_chunked_matches_reference(l, g, chunk, block):
     inputs = make(l=l, g=g)
     want = outputs_and_grads(ssd_reference, inputs, torch.float64)
-    got = outputs_and_grads(lambda **kw: ssd_chunked(**kw, chunk_size=chunk), inputs, torch.float32)
+    got = outputs_and_grads(lambda **kw: ssd_chunked(**kw, chunk_size=chunk, block_size=block), inputs,
+                            torch.float32)
     assert got["y"].dtype == torch.float32 and got["state"].dtype == torch.float32
     assert_all_close(got, want, 1e-5)
 
 
+@pytest.mark.parametrize("block", [16, 2048], ids=["blocks", "one-block"])
 @pytest.mark.parametrize("D, init", [(False, False), (True, False), (False, True)])
-def test_optional_arguments_float64(D, init):
+def test_optional_arguments_float64(D, init, block):
     inputs = make(l=19, D=D, init=init)
     want = outputs_and_grads(ssd_reference, inputs, torch.float64)
-    got = outputs_and_grads(lambda **kw: ssd_chunked(**kw, chunk_size=8), inputs, torch.float64)
+    got = outputs_and_grads(lambda **kw: ssd_chunked(**kw, chunk_size=8, block_size=block), inputs, torch.float64)
     assert_all_close(got, want, 1e-12)
+
+
+@pytest.mark.parametrize("block", [5, 12, 20], ids=["block-rounds-down-to-4", "blk12", "blk20"])
+def test_blocks_without_grad_equal_one_block(block):
+    """The no-grad path (inference) runs the blocks without autograd; same numbers as one block."""
+    inputs = {k: v.float() for k, v in make(l=45).items()}
+    want, s_want = ssd_chunked(**inputs, return_final_state=True, chunk_size=4, block_size=4096)
+    with torch.no_grad():
+        got, s_got = ssd_chunked(**inputs, return_final_state=True, chunk_size=4, block_size=block)
+    assert rel_err(got, want) < 1e-6 and rel_err(s_got, s_want) < 1e-6
 
 
 def test_public_entry_backends_and_segments():
@@ -96,6 +110,8 @@ def test_strong_decay_is_finite():
     inputs["dt"] = inputs["dt"] * 40  # per-chunk Σ a around -2000: exp of a cumsum alone underflows
     want = outputs_and_grads(ssd_reference, inputs, torch.float64)
     got = outputs_and_grads(lambda **kw: ssd_chunked(**kw, chunk_size=64), inputs, torch.float32)
+    assert_all_close(got, want, 1e-5)
+    got = outputs_and_grads(lambda **kw: ssd_chunked(**kw, chunk_size=16, block_size=32), inputs, torch.float32)
     assert_all_close(got, want, 1e-5)
 
 
