@@ -27,7 +27,7 @@ B, L = 2, 21
 
 def config(model: str, backend: str) -> ModelConfig:
     base = dict(d_model=16, n_layer=2, vocab_size=8, d_state=4, d_conv=4, expand=2, scan_backend=backend)
-    return ModelConfig(**(base | MODELS[model]))
+    return ModelConfig.from_flat(**(base | MODELS[model]))
 
 
 def build(model: str, backend: str, dtype: torch.dtype) -> torch.nn.Module:
