@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from seqssm.atomic import atomic_write_text
 
-SCAN_BACKENDS = ("auto", "reference", "chunked")
+SCAN_BACKENDS = ("auto", "reference", "chunked", "cpu")
 POOLINGS = ("mean", "max", "last")
 DT_INITS = ("random", "constant")
 
