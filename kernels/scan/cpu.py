@@ -20,8 +20,9 @@ Threads (issue 15: a scan must not collapse when another process is busy on the 
 (batch row, DB channels) blocks taken from one shared counter, so a descheduled thread just takes fewer blocks; the
 thread count is `scan_threads()` (see its docstring), printed by `seqssm info`.
 
-The elementwise ends (Δ = softplus(delta + bias), out = (y + D u)·silu(z)) are the chunked backend's _Chunk, applied
-once to the whole sequence in PyTorch; the C loop sees Δ and u in (b, l, d) layout and B, C as strided views.
+Everything elementwise (Δ = softplus(delta + bias), the skip D u, the gate silu(z)) and every gradient is computed
+inside the C loop, which reads the (b, d, l) tensors in their own layout (the Mamba block's delta and z are transposed
+(b, l, d) views: no copies) and B, C through strided (b, l, g, n) views.
 """
 
 from __future__ import annotations
@@ -48,15 +49,17 @@ BLOCK_CHANNELS = 8  # DB: channels per work item (items = b · ceil(d / DB): eno
 _MIN_ELEMENTS_PER_THREAD = 1 << 18
 
 
-class _Args(ctypes.Structure):
+class _Args(ctypes.Structure):  # mirrors ScanArgs in cpu_scan.c, field for field
     _fields_ = (
         [(k, ctypes.c_int64) for k in ("b", "d", "l", "n", "T", "DB", "nthreads")]
-        + [(k, ctypes.c_void_p) for k in ("dt", "u", "A", "B")]
+        + [("s", ctypes.c_int64 * 24)]
+        + [(k, ctypes.c_void_p) for k in ("u", "delta", "delta_bias", "D", "z")]
+        + [("softplus", ctypes.c_int64), ("A", ctypes.c_void_p), ("B", ctypes.c_void_p)]
         + [(k, ctypes.c_int64) for k in ("B_sb", "B_st", "B_sg", "B_dpg", "B_ti")]
         + [("C", ctypes.c_void_p)]
         + [(k, ctypes.c_int64) for k in ("C_sb", "C_st", "C_sg", "C_dpg", "C_ti")]
-        + [(k, ctypes.c_void_p) for k in ("reset", "h0", "ckpt", "y", "h_last", "dy", "dh_last", "ddt", "du", "dA",
-                                          "dB", "dC")]
+        + [(k, ctypes.c_void_p) for k in ("reset", "h0", "ckpt", "out", "h_last", "dout", "dh_last", "du", "ddelta",
+                                          "dz", "dA", "dD", "dbias", "dB", "dC")]
         + [(k, ctypes.c_int64) for k in ("dB_size", "dC_size")]
         + [("dh0", ctypes.c_void_p)]
         + [(k, ctypes.c_int64) for k in ("next", "failed")]
@@ -188,81 +191,112 @@ def _ptr(x: torch.Tensor | None) -> int | None:
     return None if x is None else x.data_ptr()
 
 
+def _f32(x: torch.Tensor | None) -> torch.Tensor | None:
+    """float32, in whatever layout x has (the C loop reads through strides, zero strides included)."""
+    return None if x is None else x.to(torch.float32)
+
+
+# Order of the stride triples in ScanArgs.s (the enum in cpu_scan.c).
+_STRIDED = ("u", "delta", "z", "out", "dout", "du", "ddelta", "dz")
+
+
+def _time_major(b: int, d: int, l: int) -> torch.Tensor:
+    """An empty (b, d, l) float32 tensor stored as (b, l, d): the Mamba block reads the output transposed."""
+    return chunked._new_output(torch.empty(b, l, d, dtype=torch.float32)).transpose(1, 2)
+
+
+def _like(x: torch.Tensor) -> torch.Tensor:
+    """An empty float32 (b, d, l) tensor stored like x when x is (b, l, d) in memory (so the gradient flows back through
+    the Mamba block's transposes without a copy), else contiguous."""
+    if x.transpose(1, 2).is_contiguous() and not x.is_contiguous():
+        return _time_major(*x.shape)
+    return chunked._new_output(torch.empty(x.shape, dtype=torch.float32))
+
+
 class _CpuScan(torch.autograd.Function):
-    """Same signature and results as chunked._ChunkedScan (out (b, d, l) in u's dtype, h_{l-1} (b, d, n) float32)."""
+    """Same signature and results as chunked._ChunkedScan (out (b, d, l) in u's dtype, h_{l-1} (b, d, n) float32).
+
+    Everything elementwise (Δ = softplus(delta + bias), the skip D u, the gate silu(z)) and every gradient is computed
+    inside the C loop, which reads (b, d, l) tensors in their own layout. Saved for backward: the inputs and the
+    chunk states."""
 
     @staticmethod
     def _prepare(u, delta, A, B, C, D, z, delta_bias, h0, softplus, reset):
         b, d, l = u.shape
         n = A.shape[1]
-        ch = chunked._Chunk((u, delta, D, z, delta_bias, softplus), 0, l, torch.float32)
-        dt_t = ch.dt.transpose(1, 2).contiguous()
-        u_t = ch.u.transpose(1, 2).contiguous()
+        u32, delta32, bias32, D32, z32 = map(_f32, (u, delta, delta_bias, D, z))
         Bc, (B_sb, B_st, B_sg), B_dpg, B_ti = _bc_view(B, d)
         Cc, (C_sb, C_st, C_sg), C_dpg, C_ti = _bc_view(C, d)
         Ac = A.contiguous()
         r = None if reset is None else reset.to(torch.uint8).contiguous()
-        keep = (dt_t, u_t, Bc, Cc, Ac, r, h0)  # the C loop reads their memory: keep them alive across the call
+        keep = (u32, delta32, bias32, D32, z32, Bc, Cc, Ac, r, h0)  # the C loop reads their memory
         args = _Args(b=b, d=d, l=l, n=n, T=CHUNK_STEPS, DB=BLOCK_CHANNELS, nthreads=scan_threads(b, d, l, n),
-                     dt=_ptr(dt_t), u=_ptr(u_t), A=_ptr(Ac), B=_ptr(Bc), B_sb=B_sb, B_st=B_st, B_sg=B_sg,
+                     u=_ptr(u32), delta=_ptr(delta32), delta_bias=_ptr(bias32), D=_ptr(D32),
+                     z=_ptr(z32), softplus=int(softplus), A=_ptr(Ac), B=_ptr(Bc), B_sb=B_sb, B_st=B_st, B_sg=B_sg,
                      B_dpg=B_dpg, B_ti=B_ti, C=_ptr(Cc), C_sb=C_sb, C_st=C_st, C_sg=C_sg, C_dpg=C_dpg, C_ti=C_ti,
                      reset=_ptr(r), h0=_ptr(h0))
-        return ch, args, keep, (Bc, Cc)
+        _CpuScan._strides(args, u=u32, delta=delta32, z=z32)
+        return args, keep, (Bc, Cc)
+
+    @staticmethod
+    def _strides(args, **tensors):
+        for name, x in tensors.items():
+            if x is not None:
+                i = 3 * _STRIDED.index(name)
+                args.s[i : i + 3] = list(x.stride())
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, h0, softplus, reset):
         b, d, l = u.shape
         n = A.shape[1]
         h0 = h0.contiguous()
-        ch, args, keep, _ = _CpuScan._prepare(u, delta, A, B, C, D, z, delta_bias, h0, softplus, reset)
-        nck = -(-l // CHUNK_STEPS)
-        ckpt = chunked._new_output(torch.empty(b, nck, d, n, dtype=torch.float32))
-        y_t = chunked._new_output(torch.empty(b, l, d, dtype=torch.float32))
+        args, keep, _ = _CpuScan._prepare(u, delta, A, B, C, D, z, delta_bias, h0, softplus, reset)
+        ckpt = chunked._new_output(torch.empty(b, -(-l // CHUNK_STEPS), d, n, dtype=torch.float32))
+        out = _time_major(b, d, l)
         h_last = chunked._new_output(h0)
-        args.ckpt, args.y, args.h_last = _ptr(ckpt), _ptr(y_t), _ptr(h_last)
+        args.ckpt, args.out, args.h_last = _ptr(ckpt), _ptr(out), _ptr(h_last)
+        _CpuScan._strides(args, out=out)
         if l > 0 and library().seqssm_scan_forward(ctypes.byref(args)) != 0:
             raise MemoryError("selective_scan (cpu): a thread could not allocate its buffers")
         del keep
-        y = y_t.transpose(1, 2)
-        out = ch.output(y).to(u.dtype).contiguous()
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0, reset, ckpt, y_t if z is not None else None)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0, reset, ckpt)
         ctx.softplus = softplus
-        return out, (h_last if l > 0 else h0.clone())
+        return out.to(u.dtype), (h_last if l > 0 else h0.clone())
 
     @staticmethod
     def backward(ctx, dout, dh_last):
-        u, delta, A, B, C, D, z, delta_bias, h0, reset, ckpt, y_t = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, h0, reset, ckpt = ctx.saved_tensors
         b, d, l = u.shape
         n = A.shape[1]
-        ch, args, keep, (Bc, Cc) = _CpuScan._prepare(u, delta, A, B, C, D, z, delta_bias, h0, ctx.softplus, reset)
-        dout_w = torch.zeros_like(ch.u) if dout is None else dout.to(torch.float32)
-        dy, du_skip, dD, dz = ch.backward(dout_w, None if y_t is None else y_t.transpose(1, 2))
-        dy_t = dy.transpose(1, 2).contiguous()
+        args, keep, (Bc, Cc) = _CpuScan._prepare(u, delta, A, B, C, D, z, delta_bias, h0, ctx.softplus, reset)
+        dout32 = _f32(dout)
         g_last = torch.zeros_like(h0) if dh_last is None else dh_last.to(torch.float32).contiguous()
         nt = args.nthreads
-        ddt_t = chunked._new_output(torch.empty(b, l, d, dtype=torch.float32))
-        du_t = chunked._new_output(ddt_t)
+        du, ddelta = _like(keep[0]), _like(keep[1])
+        dz = None if z is None else _like(keep[4])
         dA = torch.zeros(nt, d, n, dtype=torch.float64)
+        dD, dbias = torch.zeros(nt, d, dtype=torch.float64), torch.zeros(nt, d, dtype=torch.float64)
         dB = torch.zeros((nt, *Bc.shape), dtype=torch.float32)
         dC = torch.zeros((nt, *Cc.shape), dtype=torch.float32)
         dh0 = chunked._new_output(h0)
-        args.ckpt, args.dy, args.dh_last = _ptr(ckpt), _ptr(dy_t), _ptr(g_last)
-        args.ddt, args.du, args.dA, args.dB, args.dC, args.dh0 = map(_ptr, (ddt_t, du_t, dA, dB, dC, dh0))
+        args.ckpt, args.dout, args.dh_last = _ptr(ckpt), _ptr(dout32), _ptr(g_last)
+        args.du, args.ddelta, args.dz, args.dA, args.dD, args.dbias, args.dB, args.dC, args.dh0 = map(
+            _ptr, (du, ddelta, dz, dA, dD, dbias, dB, dC, dh0))
         args.dB_size, args.dC_size = Bc.numel(), Cc.numel()
+        _CpuScan._strides(args, dout=dout32, du=du, ddelta=ddelta, dz=dz)
         if l > 0:
             if library().seqssm_scan_backward(ctypes.byref(args)) != 0:
                 raise MemoryError("selective_scan (cpu): a thread could not allocate its buffers")
         else:
-            ddt_t.zero_(), du_t.zero_(), dh0.copy_(g_last)
+            dh0.copy_(g_last)
         del keep
-        du = du_t.transpose(1, 2)
-        if du_skip is not None:
-            du = du + du_skip
-        dpre = ch.ddelta(ddt_t.transpose(1, 2))
-        dbias = None if delta_bias is None else dpre.sum(dim=(0, 2)).to(delta_bias.dtype)
-        return (du.to(u.dtype), dpre.to(delta.dtype), dA.sum(0).to(A.dtype), _grad_as_input(dB.sum(0), B),
-                _grad_as_input(dC.sum(0), C), None if dD is None else dD.to(D.dtype),
-                None if dz is None else dz.to(z.dtype), dbias, dh0, None, None)
+
+        def cast(g, like):
+            return None if like is None else g.to(like.dtype)
+
+        return (cast(du, u), cast(ddelta, delta), cast(dA.sum(0), A), _grad_as_input(dB.sum(0), B),
+                _grad_as_input(dC.sum(0), C), cast(dD.sum(0), D), cast(dz, z), cast(dbias.sum(0), delta_bias), dh0,
+                None, None)
 
 
 def selective_scan_cpu(
