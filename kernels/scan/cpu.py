@@ -41,7 +41,7 @@ import torch
 from seqssm.kernels.scan import chunked
 
 _SOURCE = Path(__file__).with_name("cpu_scan.c")
-_FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd", "-fPIC", "-shared", "-std=c11"]
+_FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd", "-ffp-contract=fast", "-fPIC", "-shared", "-std=c11"]
 CHUNK_STEPS = 64  # T: steps between saved states (backward buffers are 2·T·DB·n floats a thread: L2-sized)
 BLOCK_CHANNELS = 16  # DB: channels per work item (items = b · ceil(d / DB): enough to balance two threads at b = 1)
 # Per thread the work must be worth a thread start (~50 µs): below this many state elements (b·d·l·n) per thread,
