@@ -27,6 +27,7 @@ def collect() -> dict[str, str]:
     import torch
 
     from seqssm.kernels import available_backends
+    from seqssm.kernels.scan.cpu import threading_summary
 
     cuda = torch.cuda.is_available()
     info = {
@@ -38,6 +39,7 @@ def collect() -> dict[str, str]:
         "lightning": _version_of("lightning"),
         "threads": str(torch.get_num_threads()),
         "scan backends": ", ".join(available_backends()),
+        "cpu scan": threading_summary(),
         "cuda available": "yes" if cuda else "no",
     }
     if cuda:
