@@ -7,7 +7,7 @@ Backends:
     "chunked"    chunked.py: fast pure PyTorch for CPU (or any device), O(b·d·l + b·d·n·chunk) memory,
                  recomputation in backward. Same numerics class as the reference (fp32 state, or fp64).
     "cpu"        cpu.py + cpu_scan.c: one fused C loop for CPU tensors (float32 state and arithmetic; float64 is
-                 refused), compiled on first use with the system C compiler; 3-10x the chunked backend's speed.
+                 refused), compiled on first use with the system C compiler; measured in docs/cpu-speed.md.
     "triton"     triton_kernels.py: fused forward and recomputing backward in Triton, for CUDA tensors (or CPU
                  tensors under the Triton interpreter, TRITON_INTERPRET=1, which is how CI tests it).
                  Inputs float32/16/bf16, state and arithmetic float32. Not yet measured on a GPU.

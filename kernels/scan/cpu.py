@@ -158,7 +158,7 @@ def threading_summary() -> str:
         return f"fused cpu kernel unavailable ({why}); chunked PyTorch ops use torch's {torch.get_num_threads()}"
     return (f"fused cpu kernel, up to {torch.get_num_threads()} threads (torch.get_num_threads()), "
             f"dynamic work sharing over (batch, {BLOCK_CHANNELS}-channel) blocks, "
-            f"1 thread per {_MIN_ELEMENTS_PER_THREAD} state elements at least")
+            f"fewer threads when one would get under {_MIN_ELEMENTS_PER_THREAD} state elements")
 
 
 # ------------------------------------------------------------------------------------------------------ layouts

@@ -8,7 +8,9 @@
  * backward (decays, their cumulative products, outer products, fix-ups, contractions), each a separate operator that
  * streams the state through memory. Here one work item owns DB channels of one batch row and walks time once,
  * keeping its (DB, n) state in registers/L1: h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t and y_t = <C_t, h_t> (paper eq.
- * 2a-2b, zero-order hold of eq. 4) cost one exp and a few multiply-adds per state element, vectorised over n.
+ * 2a-2b, zero-order hold of eq. 4) cost one exp and a few multiply-adds per state element, vectorised over n. The
+ * elementwise ends run in the same loop, vectorised over the block's channels: dt = softplus(delta + bias) before
+ * the state update, out = (y + D u) silu(z) after it (and their derivatives in backward).
  * Backward (the paper's section 3.3.2 recomputation): the forward saves the state every T steps; backward recomputes
  * one chunk's decays and states into a small buffer and runs the adjoint recurrence
  *     g_t = C_t dy_t + a_{t+1} g_{t+1},   dx_t = g_t,   dlog a_t = g_t a_t h_{t-1},   dh_{-1} = a_0 g_0
