@@ -42,7 +42,7 @@ def bench_short(args) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     for backend in paths:  # warm-up: first allocations, the kernel build
         step(backend), step(backend)
