@@ -11,10 +11,23 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # this very tuple:
 #   "reference"  the op's readable PyTorch spec (float32/64)
 #   "chunked"    the op's fast pure-PyTorch path (any device)
+#   "cpu"        the op's fused C kernel for CPU tensors (float32 arithmetic; compiled on first use); an op without
+#                one runs the path RUNS_INSTEAD names, after the same device check
 #   "triton"     the op's Triton kernel: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1; float32/16/bf16
-#                (an op without a Triton kernel yet says in its docstring which path "triton" takes)
-#   "auto"       "triton" for CUDA tensors when Triton is importable and the inputs fit, else "chunked"
-BACKENDS = ("auto", "reference", "chunked", "triton")
+#   "auto"       "triton" for CUDA tensors when Triton is importable and the inputs fit; on CPU the scan's "cpu"
+#                kernel when a C compiler is there; else "chunked" (or the op's reference step for decoding)
+BACKENDS = ("auto", "reference", "chunked", "cpu", "triton")
+
+# (op, backend name) -> the path that op runs for that name, where it has no kernel of its own (`seqssm info`
+# prints this table). Decoding steps and the conv are one or a few PyTorch ops already; the selective scan is the
+# op the C kernel exists for (docs/cpu-speed.md).
+RUNS_INSTEAD = {
+    ("selective_state_update", "cpu"): "reference",
+    ("causal_conv1d", "cpu"): "chunked",
+    ("causal_conv1d_update", "cpu"): "reference",
+    ("ssd_scan", "cpu"): "chunked",
+    ("ssd_state_update", "cpu"): "reference",
+}
 
 
 class KernelInputError(ValueError):
@@ -38,3 +51,11 @@ def check_tensor(name: str, x, shape: tuple, *, device: torch.device, dtypes=FLO
 def check_backend(backend: str) -> None:
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise KernelInputError(f"backend: unknown name {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def path_for(op: str, backend: str, device: torch.device) -> str:
+    """The path `op` runs for `backend`: the name itself, or RUNS_INSTEAD's entry after the device check of the
+    name it stands in for ("cpu" takes CPU tensors only)."""
+    if backend == "cpu" and device.type != "cpu":
+        raise KernelInputError(f"backend: 'cpu' takes CPU tensors, got tensors on {device.type} (use 'auto')")
+    return RUNS_INSTEAD.get((op, backend), backend)

@@ -26,7 +26,8 @@ def collect() -> dict[str, str]:
     """What `seqssm info` prints, as an ordered dict of label -> value."""
     import torch
 
-    from seqssm.kernels import available_backends, triton_runs_instead
+    from seqssm.kernels import available_backends, runs_instead
+    from seqssm.kernels.scan.cpu import threading_summary
 
     cuda = torch.cuda.is_available()
     info = {
@@ -38,8 +39,9 @@ def collect() -> dict[str, str]:
         "lightning": _version_of("lightning"),
         "threads": str(torch.get_num_threads()),
         "scan backends": ", ".join(available_backends()),
-        "backend notes": "; ".join(f"{op}: triton runs {path} (no Triton kernel yet)"
-                                   for op, path in triton_runs_instead().items()) or "none",
+        "backend notes": "; ".join(f"{op}: {name} runs {path} (no {name} kernel of its own)"
+                                   for (op, name), path in runs_instead().items()) or "none",
+        "cpu scan": threading_summary(),
         "cuda available": "yes" if cuda else "no",
     }
     if cuda:

@@ -84,6 +84,7 @@ def test_regular_install_ships_one_top_level_name(tmp_path):
     assert Path(lines[0]).resolve().is_relative_to(target.resolve()), f"imported seqssm from {lines[0]}, not the install"
     shipped = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
     assert lines[1] == repr(shipped), "the YAML configs are not all shipped as package data"
+    assert (target / "seqssm" / "kernels" / "scan" / "cpu_scan.c").is_file(), "the cpu scan's C source is not shipped"
 
 
 def _imports(path: Path, root: Path) -> list[tuple[int, str]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor
+from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor, path_for
 from seqssm.kernels._triton import auto_picks_triton, require_triton
 from seqssm.kernels.conv.reference import causal_conv1d_reference, causal_conv1d_update_reference
 
@@ -88,6 +88,7 @@ def causal_conv1d(
         check_tensor("initial_state", initial_state, (b, d, k - 1), device=x.device)
     if seq_idx is not None:
         check_tensor("seq_idx", seq_idx, (b, l), device=x.device, dtypes=(torch.int32, torch.int64))
+    backend = path_for("causal_conv1d", backend, x.device)
     if backend == "auto":
         backend = "triton" if x.dtype != torch.float64 and auto_picks_triton(x.device) else "chunked"
     if backend == "reference" or (seq_idx is not None and backend == "chunked"):
@@ -119,6 +120,7 @@ def causal_conv1d_update(
     b, d = x.shape
     check_tensor("weight", weight, (d, None), device=x.device)
     check_tensor("conv_state", conv_state, (b, d, weight.shape[1] - 1), device=x.device)
+    backend = path_for("causal_conv1d_update", backend, x.device)
     if backend == "auto":
         backend = "triton" if x.dtype != torch.float64 and auto_picks_triton(x.device) else "reference"
     if backend == "triton":

@@ -6,6 +6,8 @@ Backends (the one vocabulary of seqssm.kernels.BACKENDS):
     "reference"  the sequential loop of reference.py: the executable spec, float32/float64, slow.
     "chunked"    chunked.py: fast pure PyTorch for CPU (or any device), O(b·d·l + b·d·n·chunk) memory,
                  recomputation in backward. Same numerics class as the reference (fp32 state, or fp64).
+    "cpu"        cpu.py + cpu_scan.c: one fused C loop for CPU tensors (float32 state and arithmetic; float64 is
+                 refused), compiled on first use with the system C compiler; measured in docs/cpu-speed.md.
     "triton"     fused forward and recomputing backward in Triton, for CUDA tensors (or CPU tensors under the
                  Triton interpreter, TRITON_INTERPRET=1, which is how CI tests it). Inputs float32/16/bf16, state
                  and arithmetic float32. Not yet measured on a GPU. Two designs, chosen by `triton_design`:
@@ -13,15 +15,16 @@ Backends (the one vocabulary of seqssm.kernels.BACKENDS):
                  "parallel" (triton_parallel_kernels.py: tiles contiguous along L, tl.associative_scan within a
                  tile, the state carried from tile to tile); "auto" is "sequential" until a GPU measurement of
                  both says otherwise (docs/kernels.md, "Mamba-1 scan: the two Triton designs").
-    "auto"       "triton" for CUDA tensors (float32/16/bf16, no seq_idx) when Triton is importable, "chunked"
-                 otherwise (with one warning on CUDA without Triton); never a path of other numerics silently.
+    "auto"       "triton" for CUDA tensors (float32/16/bf16, no seq_idx) when Triton is importable; "cpu" for CPU
+                 tensors that are not float64 when a C compiler is there; "chunked" otherwise (with one warning when
+                 the faster path was wanted but cannot run); never a path of other numerics silently.
 """
 
 from __future__ import annotations
 
 import torch
 
-from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor
+from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor, path_for
 from seqssm.kernels._triton import auto_picks_triton, require_triton, triton_usable
 from seqssm.kernels.scan.reference import selective_scan_reference, selective_state_update_reference
 
@@ -32,8 +35,30 @@ def available_backends() -> tuple[str, ...]:
     """Backends that can run on this machine (besides "auto")."""
     import torch
 
+    from seqssm.kernels.scan.cpu import usable as cpu_usable
+
     usable, _ = triton_usable(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    return ("reference", "chunked", "triton") if usable else ("reference", "chunked")
+    return ("reference", "chunked") + (("cpu",) if cpu_usable()[0] else ()) + (("triton",) if usable else ())
+
+
+_warned_cpu = False
+
+
+def _auto_picks_cpu(u: torch.Tensor) -> bool:
+    """The "auto" rule on CPU: the fused kernel for float32/16/bf16 inputs when it can be compiled; without a C
+    compiler the chunked backend, with one warning (never silently)."""
+    global _warned_cpu
+    if u.device.type != "cpu" or u.dtype == torch.float64:
+        return False
+    from seqssm.kernels.scan.cpu import usable as cpu_usable
+
+    usable, why = cpu_usable()
+    if not usable and not _warned_cpu:
+        import warnings
+
+        warnings.warn(f"seqssm.kernels: backend 'auto' uses the slower chunked scan on CPU: {why}", stacklevel=3)
+        _warned_cpu = True
+    return usable
 
 
 def _check_bc(name: str, X, b: int, d: int, n: int, l: int, device) -> None:
@@ -110,10 +135,10 @@ def selective_scan(
             which carries gradient, so scanning x[:a] then x[a:] from that state equals scanning x.
         seq_idx: (b, l) int32/int64, for several sequences packed in one row: where it changes, the state
             restarts from zero, so nothing leaks from one sequence into the next (initial_state seeds the first).
-        backend: "auto", "reference", "chunked" or "triton" (seqssm.kernels.BACKENDS).
+        backend: "auto", "reference", "chunked", "cpu" or "triton" (seqssm.kernels.BACKENDS; see the module docstring).
         triton_design: which Triton kernel the "triton" backend runs (also when "auto" picks it): "sequential",
-            "parallel" or "auto" (today "sequential"). Naming a design with backend "reference" or "chunked" is
-            an error: they have none.
+            "parallel" or "auto" (today "sequential"). Naming a design with another backend is an error:
+            they have none.
 
     Returns:
         out (b, d, l) in u's dtype, or (out, last_state).
@@ -131,12 +156,12 @@ def selective_scan(
     if triton_design not in TRITON_DESIGNS:
         raise KernelInputError(
             f"triton_design: unknown name {triton_design!r}; choose one of {', '.join(TRITON_DESIGNS)}")
-    if triton_design != "auto" and backend in ("reference", "chunked"):
+    if triton_design != "auto" and backend in ("reference", "chunked", "cpu"):
         raise KernelInputError(f"triton_design: {triton_design!r} names a triton kernel, but backend is {backend!r}")
     _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx)
     if backend == "auto":
         fits = u.dtype != torch.float64 and A.shape[1] <= 256
-        backend = "triton" if fits and auto_picks_triton(u.device) else "chunked"
+        backend = "triton" if fits and auto_picks_triton(u.device) else "cpu" if _auto_picks_cpu(u) else "chunked"
     if backend == "reference":
         return selective_scan_reference(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
@@ -149,6 +174,18 @@ def selective_scan(
         return selective_scan_triton(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx,
             design=triton_design,
+        )
+    if backend == "cpu":
+        from seqssm.kernels.scan.cpu import selective_scan_cpu, usable as cpu_usable
+
+        if u.device.type != "cpu" or u.dtype == torch.float64:
+            raise KernelInputError(f"backend: 'cpu' takes CPU tensors up to float32, got {u.dtype} on {u.device.type} "
+                                   "(use 'chunked' or 'reference')")
+        usable, why = cpu_usable()
+        if not usable:
+            raise KernelInputError(f"backend: 'cpu' cannot run here: {why}")
+        return selective_scan_cpu(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_last_state, seq_idx
         )
     from seqssm.kernels.scan.chunked import selective_scan_chunked
 
@@ -192,6 +229,7 @@ def selective_state_update(
                 raise KernelInputError(f"{name}: {X.shape[1]} groups do not divide dim {d}")
         else:
             check_tensor(name, X, (b, n), device=dev)
+    backend = path_for("selective_state_update", backend, dev)
     if backend == "auto":
         backend = "triton" if state.dtype == torch.float32 and auto_picks_triton(dev) else "reference"
     if backend == "triton":

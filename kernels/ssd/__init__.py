@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor
+from seqssm.kernels._checks import BACKENDS, KernelInputError, check_backend, check_tensor, path_for
 from seqssm.kernels._triton import require_triton
 from seqssm.kernels.ssd.chunked import ssd_chunked
 from seqssm.kernels.ssd.reference import ssd_reference, ssd_state_update_reference
 
-# Ops whose "triton" name runs another path until their Triton kernel exists (`seqssm info` prints this):
-# none since the Triton SSD landed.
-TRITON_RUNS_INSTEAD: dict[str, str] = {}
 WIDE = (torch.float32, torch.float64)
 
 
@@ -70,6 +67,7 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_state=None, return_final_state=Fals
         check_tensor("D", D, (h,), device=dev)
     if initial_state is not None:
         check_tensor("initial_state", initial_state, (b, h, p, n), device=dev, dtypes=WIDE)
+    backend = path_for("ssd_scan", backend, dev)
     if backend == "triton":
         require_triton(dev, x=x.dtype, dt=dt.dtype)
 
@@ -99,6 +97,7 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, backend="auto"):
             raise KernelInputError(f"{name}: {X.shape[1]} groups do not divide {h} heads")
     if D is not None:
         check_tensor("D", D, (h,), device=dev)
+    backend = path_for("ssd_state_update", backend, dev)
     if backend == "triton":
         require_triton(dev, state=state.dtype, x=x.dtype)
 
@@ -108,4 +107,4 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, backend="auto"):
     return ssd_state_update_reference(state, x, dt, A, B, C, D)
 
 
-__all__ = ["BACKENDS", "TRITON_RUNS_INSTEAD", "ssd_chunked", "ssd_reference", "ssd_scan", "ssd_state_update"]
+__all__ = ["BACKENDS", "ssd_chunked", "ssd_reference", "ssd_scan", "ssd_state_update"]

@@ -7,6 +7,8 @@
     seqssm bench scaling    time and memory vs length of mamba, mamba2, s4d and attention (scaling.py)
     seqssm bench gpu        the prepared GPU script (gpu.py): kernel tests, scan/attention/layer timings
                             (--dry-run: every case at tiny sizes on CPU under the Triton interpreter)
+    seqssm bench short      induction-heads training steps/s, chunked vs the fused cpu scan, alternating (short.py)
+    seqssm bench contention scan forward+backward vs mambapy with one competing busy process (contention.py)
 
 Every timed case runs in a fresh Python process (measure.py), so that its peak resident memory (ru_maxrss, which
 includes the interpreter and torch, about 0.3-0.4 GB) is its own. Results print as a table and go to --out as JSON.
@@ -227,6 +229,13 @@ def run(args: argparse.Namespace) -> int:
 
         results["gpu"] = run_gpu(args)
         todo = ["gpu"]
+    elif args.what in ("short", "contention"):
+        from seqssm.pipelines.benchmarks.contention import bench_contention
+        from seqssm.pipelines.benchmarks.short import bench_short
+
+        print(f"== bench {args.what}", flush=True)
+        results[args.what] = (bench_short if args.what == "short" else bench_contention)(args)
+        todo = [args.what]
     elif args.what == "scaling":
         from seqssm.pipelines.benchmarks.scaling import bench_scaling
 
@@ -236,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         todo = ["scaling"]
     else:
         todo = ["accuracy", "train", "long"] if args.what == "all" else [args.what]
-    for what in todo if args.what not in ("gpu", "scaling") else []:
+    for what in todo if args.what not in ("gpu", "scaling", "short", "contention") else []:
         print(f"== bench {what}", flush=True)
         results[what] = {"accuracy": bench_accuracy, "train": bench_train, "long": bench_long}[what](args)
     if args.out:
@@ -252,7 +261,7 @@ def register(subparsers) -> None:
     from seqssm.pipelines.benchmarks.scaling import DEFAULT_LENGTHS, LAYERS
 
     p = subparsers.add_parser("bench", help="measure accuracy, training speed vs mambapy, 1M-token inference")
-    p.add_argument("what", choices=["accuracy", "train", "long", "all", "gpu", "scaling"])
+    p.add_argument("what", choices=["accuracy", "train", "long", "all", "gpu", "scaling", "short", "contention"])
     p.add_argument("--threads", type=int, default=2, help="torch threads in each measured process (default 2)")
     p.add_argument("--train-length", type=int, default=65536, help="train: sequence length (default 65536)")
     p.add_argument("--long-length", type=int, default=1 << 20, help="long: sequence length (default 1048576)")
@@ -263,6 +272,18 @@ def register(subparsers) -> None:
     p.add_argument("--no-peer", action="store_true", help="train: skip the mambapy peer")
     p.add_argument("--quick", action="store_true", help="accuracy: a smaller grid")
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--short-threads", type=int, default=1, help="short: torch threads (default 1)")
+    p.add_argument("--short-batch", type=int, default=8, help="short: batch size (default 8)")
+    p.add_argument("--short-length", type=int, default=256, help="short: sequence length (default 256)")
+    p.add_argument("--rounds", type=int, default=6, help="short: alternating rounds per path (default 6)")
+    p.add_argument("--round-steps", type=int, default=10, help="short: training steps per round (default 10)")
+    p.add_argument("--contention-length", type=int, default=16384, help="contention: L (default 16384)")
+    p.add_argument("--contention-threads", type=int, default=0,
+                   help="contention: torch threads in each timed process (default 0: torch's default)")
+    p.add_argument("--repeats", type=int, default=3, help="contention: interleaved repeats (default 3)")
+    p.add_argument("--case-timeout", type=float, default=120.0, help="contention: seconds per timed process")
+    p.add_argument("--with-chunked", action="store_true", help="contention: also time the chunked backend")
+    p.add_argument("--no-busy", action="store_true", help="contention: without the competing process")
     p.add_argument("--max-length", type=int, default=1 << 20, help="gpu: longest L timed (default 2^20)")
     p.add_argument("--max-attention-length", type=int, default=1 << 17, help="gpu: longest L for attention")
     p.add_argument("--skip-big", action="store_true", help="gpu: skip the 24-layer model at L = 2^20")
@@ -278,10 +299,15 @@ def register(subparsers) -> None:
                    help="scaling: skip a case whose extrapolated peak RSS exceeds this (default 8)")
 
     def _func(args):
-        for name in ("threads", "train_length", "long_length", "segment", "d_model", "decode_context", "decode_steps"):
+        for name in ("threads", "train_length", "long_length", "segment", "d_model", "decode_context", "decode_steps",
+                     "short_threads", "short_batch", "short_length", "rounds", "round_steps", "contention_length", "repeats"):
             if getattr(args, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
-        for name in ("cap_seconds", "cap_gb"):
+        if args.contention_threads < 0:
+            raise UsageError(f"--contention-threads: must be at least 0, got {args.contention_threads}")
+        if args.what == "short" and args.short_length < 3:
+            raise UsageError(f"--short-length: induction heads needs at least 3 positions, got {args.short_length}")
+        for name in ("cap_seconds", "cap_gb", "case_timeout"):
             if not getattr(args, name) > 0:
                 raise UsageError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name):g}")
         return run(args)
