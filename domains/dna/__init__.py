@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from seqssm.domains.dna.alphabet import IUPAC, DNAInputError, reverse_complement
 from seqssm.domains.dna.conjoin import rc_conjoin
 from seqssm.domains.dna.datasets import Collate, DedupReport, GenomeWindows, LabelledSequences, dedup_against
-from seqssm.domains.dna.fasta import BedInterval, FastaRecord, IndexedGenome, read_bed, read_fasta
+from seqssm.domains.dna.fasta import BedInterval, FastaRecord, read_bed, read_fasta
+from seqssm.domains.dna.indexed import IndexedGenome
 from seqssm.domains.dna.genome import GenomeCorpus
 from seqssm.domains.dna.labelled import is_fasta, iter_records, read_labelled
 from seqssm.domains.dna.tokenizer import (

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from seqssm.domains.dna.alphabet import DNAInputError
-from seqssm.domains.dna.fasta import IndexedGenome, read_fasta
+from seqssm.domains.dna.fasta import read_fasta
+from seqssm.domains.dna.indexed import IndexedGenome
 from seqssm.domains.dna.tables import read_sequence_table
 from seqssm.domains.dna.tokenizer import NucleotideTokenizer
 

@@ -6,7 +6,7 @@ One reader, `_scan`, checks every FASTA a command reads (plain, gzip or bgzip) l
 line naming the file and the line: bytes that are not text, text before the first header, an empty header, a
 record with no sequence, a name used twice, a character outside IUPAC. Windows line endings, lower-case
 (soft-masked) bases, N runs and lines of any length are accepted. `read_fasta` streams its records;
-`IndexedGenome` runs the same scan once per file content before pyfaidx indexes it (genome_cache.py keeps the
+`IndexedGenome` (indexed.py) runs the same scan once per file content before pyfaidx indexes it (genome_cache.py keeps the
 index, and a plain-line copy where one is needed, in the cache, never beside the user's file).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from seqssm.atomic import atomic_open
-from seqssm.domains.dna.alphabet import IUPAC, DNAInputError, reverse_complement
+from seqssm.domains.dna.alphabet import IUPAC, DNAInputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 _IUPAC_BYTES = (IUPAC + IUPAC.lower()).encode("ascii")
@@ -41,12 +41,12 @@ class BedInterval(NamedTuple):
     strand: str  # "+" or "-"
 
 
-def _is_gzip(path: Path) -> bool:
+def is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
         return fh.read(2) == GZIP_MAGIC
 
 
-def _is_bgzf(path: Path) -> bool:
+def is_bgzf(path: Path) -> bool:
     """BGZF (bgzip) blocks are gzip members with an extra field 'BC' (SAM spec 4.1); pyfaidx reads only these."""
     with open(path, "rb") as fh:
         head = fh.read(14)
@@ -56,7 +56,7 @@ def _is_bgzf(path: Path) -> bool:
 def _open_binary(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
 def _text_error(path: Path, lineno: int, raw: bytes) -> str | None:
@@ -233,59 +233,5 @@ def _bed_interval(p: Path, lineno: int, line: str) -> BedInterval:
     return BedInterval(cols[0], start, end, name, "-" if strand == "-" else "+")
 
 
-class IndexedGenome:
-    """Random access into a FASTA (plain, gzip or bgzip) through pyfaidx, after one full check of the file.
-
-    The check, the index and any plain copy pyfaidx needs live in the genome cache (genome_cache.py), keyed by
-    the file's content; nothing is written beside the user's file, so read-only reference folders work.
-    """
-
-    def __init__(self, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
-        import pyfaidx  # here: only random access needs it
-
-        from seqssm.domains.dna.genome_cache import prepare
-
-        self.source = Path(path)
-        ready = prepare(self.source, cache_dir)
-        self.path = ready.fasta
-        kw = {"gzi_indexname": str(ready.gzi)} if ready.gzi is not None else {}
-        try:
-            self._fa = pyfaidx.Fasta(str(ready.fasta), indexname=str(ready.fai), sequence_always_upper=False,
-                                     rebuild=False, build_index=False, **kw)
-        except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
-            raise DNAInputError(f"{self.source}: cannot index ({str(err).strip().splitlines()[0]})") from None
-        self.lengths = {name: len(self._fa[name]) for name in self._fa.keys()}
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.lengths)
-
-    def fetch(self, chrom: str, start: int, end: int, strand: str = "+") -> str:
-        """Bases [start, end) of `chrom` (0-based, half-open); strand "-" gives the reverse complement."""
-        if chrom not in self.lengths:
-            raise DNAInputError(f"{self.source}: no sequence named {chrom!r} (has {', '.join(self.names[:5])})")
-        n = self.lengths[chrom]
-        if not (0 <= start < end <= n):
-            raise DNAInputError(f"{self.source}: {chrom}:{start}-{end} is outside [0, {n}) or empty")
-        if strand not in ("+", "-"):
-            raise DNAInputError(f"{self.source}: strand must be + or -, got {strand!r}")
-        seq = str(self._fa[chrom][start:end])
-        return reverse_complement(seq) if strand == "-" else seq
-
-    def fetch_bed(self, bed_path: str | os.PathLike) -> Iterator[tuple[BedInterval, str]]:
-        """(interval, sequence) for every interval of a BED file, on the interval's strand."""
-        for iv in read_bed(bed_path):
-            yield iv, self.fetch(iv.chrom, iv.start, iv.end, iv.strand)
-
-    def close(self) -> None:
-        self._fa.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-__all__ = ["BedInterval", "FastaRecord", "IndexedGenome", "check_fasta", "read_bed", "read_fasta",
+__all__ = ["BedInterval", "FastaRecord", "check_fasta", "is_bgzf", "is_gzip", "read_bed", "read_fasta",
            "write_plain_copy"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from seqssm.domains import DomainInputError
 from seqssm.domains.corpus import Corpus, existing_path
-from seqssm.domains.dna.fasta import IndexedGenome
+from seqssm.domains.dna.indexed import IndexedGenome
 from seqssm.domains.dna.tokenizer import NucleotideTokenizer, VOCAB
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from seqssm.domains.dna.alphabet import DNAInputError
-from seqssm.domains.dna.fasta import _is_bgzf, _is_gzip, check_fasta, write_plain_copy
+from seqssm.domains.dna.fasta import check_fasta, is_bgzf, is_gzip, write_plain_copy
 
 ENV_DIR = "SEQSSM_CACHE"
 ENV_MAX_GB = "SEQSSM_CACHE_MAX_GB"
@@ -133,7 +133,7 @@ def prepare(source: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
         raise FileNotFoundError(f"{src}: file not found")
     d = genome_dir(cache_dir)
     key = content_key(src)
-    gz, bgzf = _is_gzip(src), _is_bgzf(src)
+    gz, bgzf = is_gzip(src), is_bgzf(src)
     direct = Prepared(src, d / f"{key}.fai", d / f"{key}.gzi" if bgzf else None)
     copy = Prepared(d / f"{key}.fa", d / f"{key}.fa.fai", None)
     for ready in (direct, copy):

@@ -59,9 +59,9 @@ OPS = list(_op_calls("auto"))
 def test_the_config_accepts_exactly_the_kernels_names():
     for name in K.BACKENDS:
         ModelConfig(scan_backend=name).validate()
-    with pytest.raises(ConfigError, match=r"^scan_backend: must be one of auto, reference, chunked, triton, got 'cuda'$"):
+    with pytest.raises(ConfigError, match=r"^scan_backend: must be one of auto, reference, chunked, cpu, triton, got 'cuda'$"):
         ModelConfig(scan_backend="cuda").validate()
-    assert K.BACKENDS == ("auto", "reference", "chunked", "triton")
+    assert K.BACKENDS == ("auto", "reference", "chunked", "cpu", "triton")
 
 
 @pytest.mark.parametrize("backend", ["auto", "reference", "chunked"])
@@ -83,14 +83,17 @@ def test_every_op_knows_triton_and_refuses_cpu_tensors_in_one_line(op):
 @pytest.mark.parametrize("op", OPS)
 def test_every_op_names_an_unknown_backend_in_one_line(op):
     with pytest.raises(KernelInputError, match=r"^backend: unknown name 'torch'; choose one of auto, reference, "
-                       r"chunked, triton$"):
+                       r"chunked, cpu, triton$"):
         _op_calls("torch")[op]()
 
 
-def test_info_says_what_triton_runs_for_ssd():
+def test_info_says_which_ops_run_another_path_for_a_name():
     from seqssm.pipelines.info import collect
 
-    assert "ssd_scan: triton runs chunked" in collect()["backend notes"]
+    notes = collect()["backend notes"]
+    for (op, name), path in K.runs_instead().items():
+        assert f"{op}: {name} runs {path}" in notes
+    assert "ssd_scan: cpu runs chunked" in notes and "triton runs" not in notes  # every op has a Triton kernel
 
 
 # ------------------------------------------------------------------- the configured name reaches every op
