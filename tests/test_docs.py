@@ -19,10 +19,9 @@ README = ROOT / "README.md"
 DOC_FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 200
 
-# Pages that other helpers are writing at the same time as this test (issue 14): a link to one of them is accepted
-# while the file does not exist yet. Remove a name here once its page is committed; from then on it is checked
-# like any other (and its anchors are checked as soon as it exists, whitelisted or not).
-PENDING_PAGES = frozenset({"docs/architecture.md", "docs/gpu.md", "docs/kernels.md", "docs/cpu-speed.md"})
+# Pages linked before they are written: a link to one of them is accepted while the file does not exist yet.
+# Remove a name once its page is committed; from then on it is checked like any other.
+PENDING_PAGES: frozenset[str] = frozenset()  # pages linked before they exist (none now)
 
 # Pages of measured numbers: each opens (first paragraph after the title) with what it was measured or tested on.
 MEASUREMENT_PAGES = ("benchmarks.md", "dna.md", "audio.md", "synthetic-tasks.md", "status.md")
