@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from seqssm.kernels._aot import AotCase
+from seqssm.kernels._aot import AotCase, make_case
 from seqssm.kernels._checks import KernelInputError
 from seqssm.kernels._triton import triton_usable
 
@@ -193,21 +193,9 @@ _UNIT_STRIDES = ("s_vp", "s_wn", "s_xp", "s_bn", "s_cn", "s_yp", "s_dt_h")
 
 
 def _case(name: str, kernel, pointers: dict, constexprs: dict, ints: str, launch: dict) -> AotCase:
-    """A case as a launch specializes it: `pointers` gives the tensors' pointer types; a pointer argument absent
-    from it is launched as None (a constexpr None); unit strides are the constant 1; other integers are `ints`."""
-    sig, consts = {}, dict(constexprs)
-    for arg in kernel.arg_names:
-        if arg in consts:
-            sig[arg] = "constexpr"
-        elif arg in pointers:
-            sig[arg] = pointers[arg]
-        elif arg.endswith("_ptr"):
-            sig[arg], consts[arg] = "constexpr", None
-        elif arg in _UNIT_STRIDES:
-            sig[arg], consts[arg] = "constexpr", 1
-        else:
-            sig[arg] = ints
-    return AotCase(name, kernel, sig, consts, **launch)
+    """A case as a launch specializes it (kernels/_aot.make_case), with the unit strides as the constant 1."""
+    units = {arg: 1 for arg in _UNIT_STRIDES if arg in kernel.arg_names}
+    return make_case(name, kernel, pointers, {**units, **constexprs}, ints=ints, **launch)
 
 
 def aot_cases() -> list[AotCase]:
