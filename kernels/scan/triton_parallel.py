@@ -28,12 +28,17 @@ from seqssm.kernels.scan.triton_scan import _bc_layout, _block_d, _cdiv, _out, t
 MAX_BLOCK_L = 512
 MAX_BLOCK_D = {"fwd": 2, "bwd": 1}
 NUM_WARPS = 4
+# Registers a thread may use, as the sequential design's launches allow (triton_scan.MAXNREG): left to itself ptxas
+# aims at an occupancy target and can spill a few bytes instead (Triton 3.6, bf16 backward on sm_80), which the
+# ahead-of-time compile test refuses.
+MAXNREG = 255
 
 
 def tile_config(l: int, dgs: list[int], d: int, direction: str) -> dict:
     """BLOCK_D, BLOCK_L and num_warps for length l, the group sizes dgs of the time-varying B/C, and "fwd"/"bwd"."""
     bl = min(MAX_BLOCK_L, max(16, triton_next_pow2(l)))
-    return dict(BLOCK_D=_block_d(d, dgs, cap=MAX_BLOCK_D[direction]), BLOCK_L=bl, num_warps=NUM_WARPS)
+    return dict(BLOCK_D=_block_d(d, dgs, cap=MAX_BLOCK_D[direction]), BLOCK_L=bl, num_warps=NUM_WARPS,
+                maxnreg=MAXNREG)
 
 
 def _bc_rows(X: torch.Tensor) -> torch.Tensor:
@@ -196,7 +201,7 @@ def aot_cases() -> list[AotCase]:
                                      x["seq_idx"], x["softplus"], torch.empty_like(out),
                                      torch.empty(b, d, n, device="meta") if on else None, kw["BLOCK_L"])
         for kernel, direction, a, k in ((_pscan_fwd_kernel, "fwd", args, kw), (_pscan_bwd_kernel, "bwd", bargs, bkw)):
-            warps = k.pop("num_warps")
+            warps, maxnreg = k.pop("num_warps"), k.pop("maxnreg")
             signature, constexprs, aligned = _specialize(kernel, a, k)
             key = (direction, tuple(signature.items()), tuple(constexprs.items()), aligned)
             if key in seen:
@@ -206,5 +211,6 @@ def aot_cases() -> list[AotCase]:
             lay = f"{layout}{groups}" if layout == "grouped" else layout
             name = (f"pscan_{direction}-{names[dtype]}-{lay}-{'all' if on else 'none'}-l{l}-n{n}"
                     f"-D{k['BLOCK_D']}-L{k['BLOCK_L']}{wide}")
-            cases.append(AotCase(name, kernel, signature, constexprs, num_warps=warps, aligned=aligned))
+            cases.append(AotCase(name, kernel, signature, constexprs, num_warps=warps, aligned=aligned,
+                                 maxnreg=maxnreg))
     return cases
