@@ -34,13 +34,14 @@ BLOCKS = {"lowp": (32, 32), "fp32": (16, 16)}
 BLOCK_E = 512  # flattened (p, n) state entries per program of the state passing
 # Warps per program, per kernel and dtype class (16-bit, float32): the (s, s) tiles of the scan kernels need 8
 WARPS = {"outer": (4, 4), "pass": (4, 4), "scan": (8, 8), "bwd_dx": (8, 8), "bwd_dbc": (8, 8), "update": (4, 4)}
+# The dx backward holds the most tiles at once (255 registers at 8 warps): its products over n step 16 wide for
+# every dtype, which keeps Triton 3.6's 16-bit build on sm_80 from spilling (the other kernels keep BLOCKS' n).
+DX_BLOCK_N = {"BLOCK_N": 16}
 NUM_STAGES = 1  # no software pipelining: its extra buffers cost registers the tiles need
 
 
 # Registers a thread may use (as the scan's and conv's launches allow): left to itself ptxas aims at an occupancy
-# target and spilled a few bytes in the bf16 chunk products on sm_80 with Triton 3.6. With Triton 3.6 one case still
-# spills 8 bytes (the fp16 dx backward with 64-bit offsets, sm_80; none on sm_90, none with Triton 3.8): see
-# docs/kernels.md.
+# target and spilled a few bytes in the bf16 chunk products on sm_80 with Triton 3.6 (docs/kernels.md).
 MAXNREG = 255
 
 
@@ -132,7 +133,7 @@ class _TritonSSD(torch.autograd.Function):
         k._chunk_scan_bwd_dx_kernel[(sh.nc, sh.bh, sh.npb)](
             x, dt, A, B, C, D, states, G, dy, dx, ddt_part, da_part, dD_part, *sh.sizes(),
             *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *dy.stride(),
-            HAS_D=D is not None, **_launch("bwd_dx", sh.lowp), **sh.const)
+            HAS_D=D is not None, **_launch("bwd_dx", sh.lowp), **(sh.const | DX_BLOCK_N))
         dBh, dCh = _out((sh.b, sh.l, sh.h, sh.n), **f32), _out((sh.b, sh.l, sh.h, sh.n), **f32)
         k._chunk_scan_bwd_dbc_kernel[(sh.nc, sh.bh, sh.nnb)](
             x, dt, A, B, C, states, G, dy, dBh, dCh, *sh.sizes(),
@@ -240,7 +241,7 @@ def aot_cases() -> list[AotCase]:
                 cases.append(_case(f"ssd_bwd_dx{dd}-{tag}-{ints}", k._chunk_scan_bwd_dx_kernel,
                                    dict(x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, Hin_ptr=f, G_ptr=f, dy_ptr=X,
                                         dx_ptr=X, ddt_ptr=f, da_ptr=f, **({"dD_ptr": f} if has_d else {}), **d),
-                                   dict(HAS_D=has_d, **const), ints, _launch("bwd_dx", lowp)))
+                                   dict(HAS_D=has_d, **(const | DX_BLOCK_N)), ints, _launch("bwd_dx", lowp)))
                 if ints == "i32":
                     cases.append(_case(f"ssd_update{dd}-{tname}-p{bp}-n{bn}", k._state_update_kernel,
                                        dict(state_ptr=f, x_ptr=X, dt_ptr=f, A_ptr=f, B_ptr=X, C_ptr=X, y_ptr=X,
