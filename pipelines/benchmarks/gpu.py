@@ -103,8 +103,9 @@ def copy_bandwidth_gbs(bx: Bench) -> float:
     return 2 * x.numel() * 4 / t / 1e9
 
 
-def scan_case(bx: Bench, l: int, backend: str) -> dict:
-    """The scan of a Mamba layer (u, Δ, z, B, C in bf16, A, D, bias float32), batch 1."""
+def scan_case(bx: Bench, l: int, backend: str, design: str = "auto") -> dict:
+    """The scan of a Mamba layer (u, Δ, z, B, C in bf16, A, D, bias float32), batch 1; `design`: the Triton
+    kernel (triton_design) when backend is "triton"."""
     torch, d, n = bx.torch, bx.sizes.scan_d, bx.sizes.scan_n
     g = bx.gen()
     bf = dict(device=bx.device, dtype=torch.bfloat16, generator=g)
@@ -117,7 +118,8 @@ def scan_case(bx: Bench, l: int, backend: str) -> dict:
     from seqssm.kernels import selective_scan
 
     def fwd():
-        return selective_scan(u, delta, A, B, C, D, z, bias, True, backend=backend)
+        extra = {"triton_design": design} if backend == "triton" else {}
+        return selective_scan(u, delta, A, B, C, D, z, bias, True, backend=backend, **extra)
 
     def fwd_bwd():
         torch.autograd.grad(fwd().float().sum(), leaves)
@@ -268,7 +270,10 @@ def run_gpu(args) -> dict:
     res["scan"], res["attention"], res["layer"] = {}, {}, {}
     for l in [l for l in s.lengths if l <= max_len]:
         backends = ("triton", "chunked") if l <= s.chunked_max else ("triton",)
-        res["scan"][l] = {b: bx.guard(lambda: scan_case(bx, l, b)) for b in backends}
+        # both Triton designs of the scan side by side (docs/kernels.md), so a GPU run can choose "auto"'s design
+        scans = [("triton", d) for d in ("sequential", "parallel")] + [(b, "auto") for b in backends if b != "triton"]
+        res["scan"][l] = {(f"{b}-{d}" if b == "triton" else b): bx.guard(lambda: scan_case(bx, l, b, d))
+                          for b, d in scans}
         if l <= max_attn:
             res["attention"][l] = bx.guard(lambda: attention_case(bx, l))
         res["layer"][l] = {b: bx.guard(lambda: layer_case(bx, l, b)) for b in backends}

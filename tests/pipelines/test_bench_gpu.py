@@ -28,7 +28,8 @@ def test_dry_run_runs_every_case_without_error(tmp_path):
     assert "passed" in data["tests"]["summary"] and "failed" not in data["tests"]["summary"]
     assert data["copy_gbs"] > 0
     (l,) = data["scan"]
-    assert set(data["scan"][l]) == {"triton", "chunked"} and set(data["layer"][l]) == {"triton", "chunked"}
+    assert set(data["scan"][l]) == {"triton-sequential", "triton-parallel", "chunked"}  # both Triton designs
+    assert set(data["layer"][l]) == {"triton", "chunked"}
     assert data["attention"][l]["fwd_bwd_s"] > 0
     assert data["big_model"]["layers"] == 24 and data["big_model"]["fwd_bwd_s"] > 0
     md = (tmp_path / "gpu.md").read_text()
