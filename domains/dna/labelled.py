@@ -36,11 +36,6 @@ def existing_file(path: str | os.PathLike, option: str) -> Path:
     return p
 
 
-def check_lengths(ds: LabelledSequences, path: Path, max_length: int, truncation: str) -> None:
-    """With truncation "error", the first sequence longer than max_length is a DNAInputError naming its line."""
-    ds.check_max_length(max_length, truncation)
-
-
 def read_labelled(path, option: str, max_length: int, truncation: str, classes=None,
                   sequence_column: str = "sequence", label_column: str = "label") -> LabelledSequences:
     """A labelled CSV/TSV (a header naming `sequence_column` and `label_column`) or FASTA (`>id label=X`),
@@ -51,7 +46,7 @@ def read_labelled(path, option: str, max_length: int, truncation: str, classes=N
     else:
         ds = LabelledSequences.from_csv(p, classes=classes, sequence_column=sequence_column.lower(),
                                         label_column=label_column.lower())
-    check_lengths(ds, p, max_length, truncation)
+    ds.check_max_length(max_length, truncation)  # truncation "error": the first too-long row, named
     return ds
 
 
@@ -75,4 +70,4 @@ def iter_records(path, option: str = "--data", sequence_column: str = "sequence"
         yield row.id, row.sequence, row.label
 
 
-__all__ = ["FASTA_SUFFIXES", "check_lengths", "existing_file", "is_fasta", "iter_records", "read_labelled"]
+__all__ = ["FASTA_SUFFIXES", "existing_file", "is_fasta", "iter_records", "read_labelled"]
