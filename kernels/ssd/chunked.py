@@ -51,88 +51,151 @@ def segment_sum(a: torch.Tensor) -> torch.Tensor:
     return seg.masked_fill(~lower, float("-inf"))
 
 
-def ssd_block(x, dt, A, B, C, H0, s: int):
-    """Steps 1-4 on one stretch of the sequence, everything in one (wide) dtype, no D term.
-
-    x (b, l, h, p), dt (b, l, h), A (h,), B, C (b, l, g, n), H0 (b, h, p, n) -> y (b, l, h, p), final state.
-    Time and memory are linear in l (quadratic in l/s for step 3's matrix), so callers keep l to one block.
-    """
-    b, l, h, p = x.shape
-    g, n = B.shape[-2], B.shape[-1]
-    s = max(1, min(s, l))
-    pad = (-l) % s
-    if pad:
-        x, dt = F.pad(x, (0, 0, 0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
-        B, C = F.pad(B, (0, 0, 0, 0, 0, pad)), F.pad(C, (0, 0, 0, 0, 0, pad))
-    c = (l + pad) // s
-    k = h // g  # heads per group
-    xd = (x * dt[..., None]).view(b, c, s, g, k, p)  # Δ_j x_j
-    Bc, Cc = B.reshape(b, c, s, g, n), C.reshape(b, c, s, g, n)
-    a = (dt * A).view(b, c, s, g, k).permute(0, 3, 4, 1, 2)  # (b, g, k, c, s), a_t = Δ_t A <= 0
-    cum = a.cumsum(dim=-1)
-
-    # 1. diagonal blocks: masked "attention" (C_i·B_j) L_ij inside each chunk, L = exp(segment sums)
-    CB = torch.einsum("bcign,bcjgn->bgcij", Cc, Bc)  # (b, g, c, s, s)
-    M = CB[:, :, None] * torch.exp(segment_sum(a))  # (b, g, k, c, s, s)
-    y = torch.einsum("bgkcij,bcjgkp->bcigkp", M, xd)
-
-    # 2. the state each chunk writes, decayed to the chunk's end
-    decay_to_end = torch.exp(cum[..., -1:] - cum).permute(0, 3, 4, 1, 2)  # (b, c, s, g, k), exponents <= 0
-    chunk_states = torch.einsum("bcjgkp,bcjgn->bcgkpn", xd * decay_to_end[..., None], Bc)  # (b, c, g, k, p, n)
-
-    # 3. state passing as one matrix product over chunk boundaries z = 0..c: H_z = Σ_{z'<=z} exp(segsum) S'_{z'}
-    #    with S'_0 = H0 and S'_{z'} = S_{z'-1}; H_c is the final state
-    chunk_a = F.pad(cum[..., -1], (1, 0))  # (b, g, k, c+1): 0, then each chunk's total decay
-    passing = torch.exp(segment_sum(chunk_a))  # (b, g, k, c+1, c+1)
-    sources = torch.cat([H0.view(b, 1, g, k, p, n), chunk_states], dim=1)  # (b, c+1, g, k, p, n)
-    H = torch.einsum("bgkzy,bygkpn->bzgkpn", passing, sources)  # (b, c+1, g, k, p, n)
-
-    # 4. contribution of the state entering each chunk, decayed to position i
-    decay_from_start = torch.exp(cum).permute(0, 3, 4, 1, 2)  # (b, c, s, g, k)
-    y = y + torch.einsum("bcign,bcgkpn->bcigkp", Cc, H[:, :-1]) * decay_from_start[..., None]
-    return y.reshape(b, c * s, h, p)[:, :l], H[:, -1].reshape(b, h, p, n)
+def segment_sum_backward(G: torch.Tensor) -> torch.Tensor:
+    """The gradient of segment_sum: G (..., s, s), zero above the diagonal -> (..., s) with
+    [m] = Σ_{i >= m} Σ_{j < m} G[i, j] (a_m sits in every segment (j, i] with j < m <= i)."""
+    before = G.cumsum(dim=-1) - G  # [i, m] = Σ_{j<m} G[i, j]
+    return before.tril().sum(dim=-2)  # keep i >= m, sum over i
 
 
-def _run_blocks(x, dt, A, B, C, H0, s: int, blk: int):
-    """ssd_block over consecutive blocks of `blk` tokens, the state carried -> y, final state, entry states."""
+def reverse_cumsum(t: torch.Tensor) -> torch.Tensor:
+    """[m] = Σ_{i >= m} t[i] along the last dimension (the gradient of cumsum)."""
+    return t.sum(dim=-1, keepdim=True) - t.cumsum(dim=-1) + t
+
+
+class _Block:
+    """The intermediates of steps 1-3 on one stretch of the sequence, shared by the forward and its recomputation
+    in backward. x (b, l, h, p), dt (b, l, h), A (h,), B, C (b, l, g, n), H0 (b, h, p, n), all in one wide dtype;
+    l is zero-padded to a whole number c of chunks of s (dt = 0, x = 0 there: no decay, no write)."""
+
+    def __init__(self, x, dt, A, B, C, H0, s: int):
+        b, l, h, p = x.shape
+        g, n = B.shape[-2], B.shape[-1]
+        s = max(1, min(s, l))
+        pad = (-l) % s
+        if pad:
+            x, dt = F.pad(x, (0, 0, 0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
+            B, C = F.pad(B, (0, 0, 0, 0, 0, pad)), F.pad(C, (0, 0, 0, 0, 0, pad))
+        c, k = (l + pad) // s, h // g  # chunks, heads per group
+        self.dims = b, l, h, p, g, n, c, s, k
+        self.x, self.dt, self.A = x, dt, A
+        self.xd = (x * dt[..., None]).view(b, c, s, g, k, p)  # Δ_j x_j
+        self.Bc, self.Cc = B.reshape(b, c, s, g, n), C.reshape(b, c, s, g, n)
+        self.a = (dt * A).view(b, c, s, g, k).permute(0, 3, 4, 1, 2)  # (b, g, k, c, s), a_t = Δ_t A <= 0
+        self.cum = self.a.cumsum(dim=-1)
+        # 1. diagonal blocks: M = (C_i·B_j) L_ij inside each chunk, L = exp(segment sums)
+        self.CB = torch.einsum("bcign,bcjgn->bgcij", self.Cc, self.Bc)  # (b, g, c, s, s)
+        self.L = torch.exp(segment_sum(self.a))  # (b, g, k, c, s, s)
+        self.M = self.CB[:, :, None] * self.L
+        # 2. the state each chunk writes, decayed to the chunk's end (exponents <= 0)
+        self.decay_to_end = torch.exp(self.cum[..., -1:] - self.cum).permute(0, 3, 4, 1, 2)  # (b, c, s, g, k)
+        self.w = self.xd * self.decay_to_end[..., None]
+        S = torch.einsum("bcjgkp,bcjgn->bcgkpn", self.w, self.Bc)  # (b, c, g, k, p, n)
+        # 3. state passing as one matrix product over chunk boundaries z = 0..c: H_z = Σ_{z'<=z} P_zz' S'_z'
+        #    with S'_0 = H0, S'_z' = S_{z'-1}; H_c is the final state
+        self.P = torch.exp(segment_sum(F.pad(self.cum[..., -1], (1, 0))))  # (b, g, k, c+1, c+1)
+        self.sources = torch.cat([H0.reshape(b, 1, g, k, p, n), S], dim=1)  # (b, c+1, g, k, p, n)
+        self.H = torch.einsum("bgkzy,bygkpn->bzgkpn", self.P, self.sources)
+        self.decay_from_start = torch.exp(self.cum).permute(0, 3, 4, 1, 2)  # (b, c, s, g, k)
+
+    def forward(self):
+        """-> y (b, l, h, p) without the D term, final state (b, h, p, n)."""
+        b, l, h, p, g, n, c, s, k = self.dims
+        y = torch.einsum("bgkcij,bcjgkp->bcigkp", self.M, self.xd)
+        # 4. the state entering each chunk, read out by C_i and decayed to position i
+        CH = torch.einsum("bcign,bcgkpn->bcigkp", self.Cc, self.H[:, :-1])
+        y += CH * self.decay_from_start[..., None]
+        return y.reshape(b, c * s, h, p)[:, :l], self.H[:, -1].reshape(b, h, p, n)
+
+    def backward(self, dy, dH_final):
+        """Steps 4 to 1 in reverse: dy (b, l, h, p), dH_final (b, h, p, n) -> dx, ddt, dB, dC, dA, dH0."""
+        b, l, h, p, g, n, c, s, k = self.dims
+        dy = F.pad(dy, (0, 0, 0, 0, 0, c * s - l)).view(b, c, s, g, k, p)
+        dH = torch.empty_like(self.H)
+        dH[:, -1] = dH_final.view(b, g, k, p, n)
+        # 4. y += (C_i·H_c) exp(cum_i)
+        dCH = dy * self.decay_from_start[..., None]
+        CH = torch.einsum("bcign,bcgkpn->bcigkp", self.Cc, self.H[:, :-1])
+        dcum = ((dy * CH).sum(-1) * self.decay_from_start).permute(0, 3, 4, 1, 2)  # (b, g, k, c, s)
+        dH[:, :-1] = torch.einsum("bcign,bcigkp->bcgkpn", self.Cc, dCH)
+        dC = torch.einsum("bcigkp,bcgkpn->bcign", dCH, self.H[:, :-1])
+        # 3. H = P sources, P = exp(segment_sum(0, chunk totals))
+        dseg = torch.einsum("bzgkpn,bygkpn->bgkzy", dH, self.sources) * self.P
+        dsources = torch.einsum("bgkzy,bzgkpn->bygkpn", self.P, dH)
+        dcum_last = segment_sum_backward(dseg)[..., 1:]  # (b, g, k, c)
+        dS = dsources[:, 1:]
+        # 2. S = Σ_j w_j ⊗ B_j, w = Δx exp(cum_last - cum_j)
+        dw = torch.einsum("bcgkpn,bcjgn->bcjgkp", dS, self.Bc)
+        dB = torch.einsum("bcjgkp,bcgkpn->bcjgn", self.w, dS)
+        dxd = dw * self.decay_to_end[..., None]
+        d_exp = ((dw * self.w).sum(-1)).permute(0, 3, 4, 1, 2)  # d(cum_last - cum_j), (b, g, k, c, s)
+        dcum -= d_exp
+        dcum_last += d_exp.sum(-1)
+        # 1. y += M xd, M = CB L
+        dM = torch.einsum("bcigkp,bcjgkp->bgkcij", dy, self.xd)
+        dxd += torch.einsum("bgkcij,bcigkp->bcjgkp", self.M, dy)
+        dCB = (dM * self.L).sum(2)  # (b, g, c, s, s)
+        da = segment_sum_backward(dM * self.M)  # d(seg) = dM CB L = dM M; (b, g, k, c, s)
+        dC += torch.einsum("bgcij,bcjgn->bcign", dCB, self.Bc)
+        dB += torch.einsum("bgcij,bcign->bcjgn", dCB, self.Cc)
+        # cum = cumsum(a), a = Δ A, xd = Δ x
+        dcum[..., -1] += dcum_last
+        da += reverse_cumsum(dcum)
+        da = da.permute(0, 3, 4, 1, 2).reshape(b, c * s, h)[:, :l]
+        dxd = dxd.reshape(b, c * s, h, p)[:, :l]
+        x, dt = self.x[:, :l], self.dt[:, :l]
+        ddt = da * self.A + (dxd * x).sum(-1)
+        dA = (da * dt).sum((0, 1))
+        dB, dC = (t.reshape(b, c * s, g, n)[:, :l] for t in (dB, dC))
+        return dxd * dt[..., None], ddt, dB, dC, dA, dsources[:, 0].reshape(b, h, p, n)
+
+
+def _forward_blocks(x, dt, A, B, C, D, H0, s: int, blk: int):
+    """Steps 1-4 (and the D skip) block by block, the state carried -> y, final state, each block's entry state."""
     y = torch.empty_like(x)
     H, entry_states = H0, []
     for t0 in range(0, x.shape[1], blk):
         entry_states.append(H)
         cut = slice(t0, t0 + blk)
-        y[:, cut], H = ssd_block(x[:, cut], dt[:, cut], A, B[:, cut], C[:, cut], H, s)
+        y_blk, H = _Block(x[:, cut], dt[:, cut], A, B[:, cut], C[:, cut], H, s).forward()
+        if D is not None:
+            y_blk += D[:, None] * x[:, cut]
+        y[:, cut] = y_blk
     return y, H, entry_states
 
 
 class _BlockedSSD(torch.autograd.Function):
-    """_run_blocks with a backward that recomputes and back-propagates one block at a time, last block first."""
+    """_forward_blocks, with a backward that recomputes one block's intermediates at a time, last block first, and
+    back-propagates through them by the hand-written _Block.backward."""
 
     @staticmethod
-    def forward(ctx, x, dt, A, B, C, H0, s: int, blk: int):
-        y, H, entry_states = _run_blocks(x, dt, A, B, C, H0, s, blk)
-        ctx.save_for_backward(x, dt, A, B, C, *entry_states)
+    def forward(ctx, x, dt, A, B, C, D, H0, s: int, blk: int):
+        y, H, entry_states = _forward_blocks(x, dt, A, B, C, D, H0, s, blk)
+        ctx.save_for_backward(x, dt, A, B, C, D, *entry_states)
         ctx.s, ctx.blk = s, blk
         return y, H
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dH):
-        x, dt, A, B, C, *entry_states = ctx.saved_tensors
+        x, dt, A, B, C, D, *entry_states = ctx.saved_tensors
         s, blk = ctx.s, ctx.blk
+        dy = dy.to(x.dtype)
         grads = [torch.empty_like(t) for t in (x, dt, B, C)]
         dA = torch.zeros_like(A)
+        dD = None if D is None else torch.zeros_like(D)
         for i in reversed(range(len(entry_states))):
             cut = slice(i * blk, (i + 1) * blk)
-            with torch.enable_grad():
-                leaves = [t[:, cut].detach().requires_grad_() for t in (x, dt, B, C)]
-                A_, H_ = A.detach().requires_grad_(), entry_states[i].detach().requires_grad_()
-                y_blk, H_out = ssd_block(leaves[0], leaves[1], A_, leaves[2], leaves[3], H_, s)
-                *g_in, g_A, dH = torch.autograd.grad((y_blk, H_out), (*leaves, A_, H_), (dy[:, cut], dH))
+            block = _Block(x[:, cut], dt[:, cut], A, B[:, cut], C[:, cut], entry_states[i], s)
+            *g_in, g_A, dH = block.backward(dy[:, cut], dH)
+            if D is not None:  # y += D x
+                g_in[0] += D[:, None] * dy[:, cut]
+                dD += (dy[:, cut] * x[:, cut]).sum((0, 1, 3))
             for full, part in zip(grads, g_in):
                 full[:, cut] = part
             dA += g_A
         dx, ddt, dB, dC = grads
-        return dx, ddt, dA, dB, dC, dH, None, None
+        return dx, ddt, dA, dB, dC, dD, dH, None, None
 
 
 def ssd_chunked(x, dt, A, B, C, D=None, initial_state=None, return_final_state=False, chunk_size: int = CHUNK,
@@ -145,6 +208,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, initial_state=None, return_final_state=F
     dtype_in = x.dtype
     wide = torch.float64 if x.dtype == torch.float64 else torch.float32
     x_w, dt, A, B, C = (t.to(wide) for t in (x, dt, A, B, C))
+    D = None if D is None else D.to(wide)
     b, l, h, p = x_w.shape
     n = B.shape[-1]
     H0 = x_w.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(wide)
@@ -152,13 +216,9 @@ def ssd_chunked(x, dt, A, B, C, D=None, initial_state=None, return_final_state=F
     blk = max(s, block_size // s * s)
     if l == 0:
         y, H = x_w.clone(), H0.clone()
-    elif l <= blk:  # one block: a plain autograd graph, nothing to recompute
-        y, H = ssd_block(x_w, dt, A, B, C, H0, s)
-    elif torch.is_grad_enabled() and any(t.requires_grad for t in (x_w, dt, A, B, C, H0)):
-        y, H = _BlockedSSD.apply(x_w, dt, A, B, C, H0, s, blk)
+    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x_w, dt, A, B, C, D, H0)):
+        y, H = _BlockedSSD.apply(x_w, dt, A, B, C, D, H0, s, blk)
     else:
-        y, H, _ = _run_blocks(x_w, dt, A, B, C, H0, s, blk)
-    if D is not None:
-        y = y + D.to(wide)[:, None] * x_w
+        y, H, _ = _forward_blocks(x_w, dt, A, B, C, D, H0, s, blk)
     out = y.to(dtype_in)
     return (out, H) if return_final_state else out
