@@ -151,17 +151,19 @@ class _Block:
 
 
 def _forward_blocks(x, dt, A, B, C, D, H0, s: int, blk: int):
-    """Steps 1-4 (and the D skip) block by block, the state carried -> y, final state, each block's entry state."""
+    """Steps 1-4 (and the D skip) block by block, the state carried -> y, final state, each block's entry state,
+    and the last block's intermediates (backward starts there, so it need not recompute that block)."""
     y = torch.empty_like(x)
     H, entry_states = H0, []
     for t0 in range(0, x.shape[1], blk):
         entry_states.append(H)
         cut = slice(t0, t0 + blk)
-        y_blk, H = _Block(x[:, cut], dt[:, cut], A, B[:, cut], C[:, cut], H, s).forward()
+        block = _Block(x[:, cut], dt[:, cut], A, B[:, cut], C[:, cut], H, s)
+        y_blk, H = block.forward()
         if D is not None:
             y_blk += D[:, None] * x[:, cut]
         y[:, cut] = y_blk
-    return y, H, entry_states
+    return y, H, entry_states, block
 
 
 class _BlockedSSD(torch.autograd.Function):
@@ -170,7 +172,7 @@ class _BlockedSSD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, dt, A, B, C, D, H0, s: int, blk: int):
-        y, H, entry_states = _forward_blocks(x, dt, A, B, C, D, H0, s, blk)
+        y, H, entry_states, ctx.last_block = _forward_blocks(x, dt, A, B, C, D, H0, s, blk)
         ctx.save_for_backward(x, dt, A, B, C, D, *entry_states)
         ctx.s, ctx.blk = s, blk
         return y, H
@@ -186,7 +188,10 @@ class _BlockedSSD(torch.autograd.Function):
         dD = None if D is None else torch.zeros_like(D)
         for i in reversed(range(len(entry_states))):
             cut = slice(i * blk, (i + 1) * blk)
-            block = _Block(x[:, cut], dt[:, cut], A, B[:, cut], C[:, cut], entry_states[i], s)
+            if i == len(entry_states) - 1:
+                block, ctx.last_block = ctx.last_block, None
+            else:
+                block = _Block(x[:, cut], dt[:, cut], A, B[:, cut], C[:, cut], entry_states[i], s)
             *g_in, g_A, dH = block.backward(dy[:, cut], dH)
             if D is not None:  # y += D x
                 g_in[0] += D[:, None] * dy[:, cut]
@@ -219,6 +224,6 @@ def ssd_chunked(x, dt, A, B, C, D=None, initial_state=None, return_final_state=F
     elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x_w, dt, A, B, C, D, H0)):
         y, H = _BlockedSSD.apply(x_w, dt, A, B, C, D, H0, s, blk)
     else:
-        y, H, _ = _forward_blocks(x_w, dt, A, B, C, D, H0, s, blk)
+        y, H, _, _ = _forward_blocks(x_w, dt, A, B, C, D, H0, s, blk)
     out = y.to(dtype_in)
     return (out, H) if return_final_state else out

@@ -72,6 +72,57 @@ def test_optional_arguments_float64(D, init, block):
     assert_all_close(got, want, 1e-12)
 
 
+@pytest.mark.parametrize("loss", ["y-only", "state-only"])
+@pytest.mark.parametrize("block", [8, 2048], ids=["blocks", "one-block"])
+def test_gradients_of_one_output_alone(loss, block):
+    """The hand-written backward with a zero gradient arriving at y, or at the final state (not returned at all):
+    every input's gradient, the initial state's included, across block boundaries (l = 21, blocks of 8, chunks
+    of 4: the last block is a part of a chunk)."""
+    inputs = make(l=21)
+
+    def run(fn, dtype):
+        cast = {k: v.detach().to(dtype).requires_grad_(True) for k, v in inputs.items()}
+        if loss == "y-only":
+            y = fn(**cast)
+            (y * torch.linspace(-1, 1, y.numel(), dtype=dtype).view(y.shape)).sum().backward()
+        else:
+            _, s = fn(**cast, return_final_state=True)
+            (s * torch.linspace(-1, 1, s.numel(), dtype=s.dtype).view(s.shape)).sum().backward()
+        # D does not reach the final state: its gradient is None (reference) or zeros (chunked), both zero
+        return {f"d{k}": torch.zeros_like(v) if v.grad is None else v.grad for k, v in cast.items()}
+
+    want = run(ssd_reference, torch.float64)
+    got = run(lambda **kw: ssd_chunked(**kw, chunk_size=4, block_size=block), torch.float32)
+    assert_all_close(got, want, 1e-5)
+
+
+def test_gradient_of_some_inputs_only():
+    """Only x and the initial state require a gradient (A, B, C, D, dt are constants): same as the reference."""
+    inputs = make(l=40)
+    wants, gots = [], []
+    for fn, dtype, out in ((ssd_reference, torch.float64, wants),
+                           (lambda **kw: ssd_chunked(**kw, chunk_size=8, block_size=16), torch.float32, gots)):
+        cast = {k: v.detach().to(dtype) for k, v in inputs.items()}
+        cast["x"].requires_grad_(True), cast["initial_state"].requires_grad_(True)
+        y = fn(**cast)
+        y.square().sum().backward()
+        out += [cast["x"].grad, cast["initial_state"].grad]
+        assert all(cast[k].grad is None for k in ("dt", "A", "B", "C", "D"))
+    assert all(rel_err(g, w) < 1e-5 for g, w in zip(gots, wants))
+
+
+def test_block_keeps_input_dtype_and_bfloat16_gradients():
+    """bfloat16 in, bfloat16 out; the blocks compute in float32, so the gradients equal those of float32 inputs
+    rounded to bfloat16 (checked against the float32 run of the same bf16-rounded values)."""
+    inputs = {k: v.to(torch.bfloat16).double() for k, v in make(l=37).items()}
+    fn = lambda **kw: ssd_chunked(**kw, chunk_size=4, block_size=12)  # noqa: E731
+    lo = outputs_and_grads(fn, inputs, torch.bfloat16)
+    hi = outputs_and_grads(fn, inputs, torch.float32)
+    assert lo["y"].dtype == torch.bfloat16 and lo["dx"].dtype == torch.bfloat16
+    for k in hi:
+        assert rel_err(lo[k], hi[k]) < 2e-2, k
+
+
 @pytest.mark.parametrize("block", [5, 12, 20], ids=["block-rounds-down-to-4", "blk12", "blk20"])
 def test_blocks_without_grad_equal_one_block(block):
     """The no-grad path (inference) runs the blocks without autograd; same numbers as one block."""
