@@ -20,12 +20,21 @@ Memory traffic (why the sequence is also cut into blocks). Steps 1-4 materialise
 chunk and head: a few hundred bytes per token each, so a whole 256K-token sequence makes tensors of 100+ MB that
 every step reads and writes from DRAM, and autograd keeps them all for backward. Here the sequence is cut into
 blocks of BLOCK tokens (a whole number of chunks); steps 1-4 run on one block at a time, whose tensors fit in the
-CPU's cache, the state carried from block to block. Backward (`_BlockedSSD`) walks the blocks in reverse: it
-recomputes one block's graph from its saved inputs and entry state, back-propagates the block's output gradient
+CPU's cache, the state carried from block to block.
+
+Backward (`_BlockedSSD`, `_Block.backward`) is written out by hand, steps 4 to 1 in reverse, and walks the blocks
+last to first: it recomputes one block's intermediates (`_Block`: Δx, segment sums, C·B, chunk states, the
+states H entering each chunk) from its saved inputs and entry state, back-propagates the block's output gradient
 and the gradient arriving at its exit state, and hands the entry state's gradient to the block before (exact
-segmented backprop; the chunk-level state passing of step 3 is a (c+1) x (c+1) matrix product inside a block).
-Time and memory per token are therefore the same at every length; saved for backward: the inputs and one state
-(b, h, p, n) per block. A sequence of at most one block runs as one plain autograd graph (no recomputation).
+segmented backprop). The last block's intermediates are kept from forward, so a sequence of one block recomputes
+nothing. Every length runs this one path: time and memory per token are the same at every length (an earlier
+version ran one block as a plain autograd graph and longer sequences through autograd recomputation, which made
+every length past one block about 1.3x slower per token). Saved for backward: the inputs, one state (b, h, p, n)
+per block and one block's intermediates. The gradient of each step, with M = CB ∘ L, L = exp(segment sums):
+    y = M Δx + exp(cum) (C H):  ∂Δx += Mᵀ ∂y;  ∂M = ∂y Δxᵀ;  ∂CB = Σ_k ∂M ∘ L;  ∂seg = ∂M ∘ M;  ∂(CH) = exp(cum) ∂y
+    H = P sources:              ∂P ∘ P = ∂seg of the chunk totals;  ∂sources = Pᵀ ∂H (its row 0: the initial state)
+    S = Σ_j w_j ⊗ B_j:          ∂w = ∂S B;  ∂B += wᵀ ∂S;  w = Δx exp(cum_last - cum_j)
+and segment_sum_backward, reverse_cumsum carry ∂seg and ∂cum back to a = ΔA.
 """
 
 from __future__ import annotations

@@ -290,17 +290,20 @@ def register(subparsers) -> None:
     p.add_argument("--skip-tests", action="store_true", help="gpu: skip the GPU kernel tests")
     p.add_argument("--dry-run", action="store_true",
                    help="gpu: every case at tiny sizes on CPU under the Triton interpreter (rehearsal, no GPU)")
-    p.add_argument("--layers", default=",".join(LAYERS), help=f"scaling: mixers to time (default {','.join(LAYERS)})")
+    p.add_argument("--layers", default=",".join(LAYERS), help=f"scaling: mixers, and mamba2-ssd (the SSD op alone), to time (default {','.join(LAYERS)})")
     p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="scaling: sequence lengths "
                    "(default 1K, 4K, 16K, 64K, 256K, 1M)")
     p.add_argument("--cap-seconds", type=float, default=120.0,
                    help="scaling: skip a case whose extrapolated time exceeds this (default 120)")
     p.add_argument("--cap-gb", type=float, default=8.0,
                    help="scaling: skip a case whose extrapolated peak RSS exceeds this (default 8)")
+    p.add_argument("--min-reps", type=int, default=1,
+                   help="scaling: time each case at least this often (min and median recorded; default 1)")
 
     def _func(args):
         for name in ("threads", "train_length", "long_length", "segment", "d_model", "decode_context", "decode_steps",
-                     "short_threads", "short_batch", "short_length", "rounds", "round_steps", "contention_length", "repeats"):
+                     "short_threads", "short_batch", "short_length", "rounds", "round_steps", "contention_length", "repeats",
+                     "min_reps"):
             if getattr(args, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
         if args.contention_threads < 0:

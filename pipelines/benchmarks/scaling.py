@@ -17,6 +17,14 @@ flat while attention's grows with l. Longer lengths are skipped, and the reason 
 extrapolated from the previous length (exponent 1 for the SSMs, 2 for attention) exceeds --cap-seconds or the
 extrapolated peak memory exceeds --cap-gb; a case that runs past 3 x --cap-seconds is killed and recorded so.
 
+"mamba2-ssd" is not a mixer but the SSD op alone (ssd_scan, the model's scan_backend) at the shapes one mamba2
+layer of the same width gives it (batch 1, heads d_inner / headdim, headdim, d_state, ngroups): forward with the
+final state, one decoding step (ssd_state_update), and forward + backward of a fixed random projection of y;
+one call, not two layers. It separates the op's scaling from the rest of the layer (projections, conv, norm).
+Every case records all its repetition times and their minimum besides the median (`--min-reps` forces more
+repetitions at long lengths, where one repetition already exceeds the 1 s budget), so that noise from other
+processes on the machine shows.
+
 Outputs: --out (JSON), and next to it the same stem with .md (tables and the summary) and .png (time per token vs
 length, log-log).
 """
@@ -27,7 +35,8 @@ import statistics
 import time
 from pathlib import Path
 
-LAYERS = ("mamba", "mamba2", "s4d", "attention")
+LAYERS = ("mamba", "mamba2", "s4d", "attention", "mamba2-ssd")
+OP_LAYERS = ("mamba2-ssd",)  # an op alone at a layer's shapes, not a model
 MODES = ("forward", "train")
 DEFAULT_LENGTHS = (1024, 4096, 16384, 65536, 262144, 1048576)
 
@@ -35,9 +44,50 @@ DEFAULT_LENGTHS = (1024, 4096, 16384, 65536, 262144, 1048576)
 # ------------------------------------------------------------------------------------------------ worker side
 
 
+def _case_ssd_op(mode: str, length: int, d_model: int, decode_steps: int, repeat) -> dict:
+    """The SSD op alone at one mamba2 layer's shapes (see the module docstring)."""
+    import torch
+
+    from seqssm import ModelConfig
+    from seqssm.kernels import ssd_scan, ssd_state_update
+
+    cfg = ModelConfig(d_model=d_model, n_layer=2, vocab_size=256, layer="mamba2")
+    p, g, n = cfg.mamba2.headdim, cfg.mamba2.ngroups, cfg.ssm.d_state
+    h = cfg.d_inner // p
+    x, B, C = torch.randn(1, length, h, p), torch.randn(1, length, g, n), torch.randn(1, length, g, n)
+    dt = torch.empty(1, length, h).uniform_(cfg.ssm.dt_min, cfg.ssm.dt_max)  # Δ after softplus, as initialised
+    A, D = -torch.empty(h).uniform_(1, 16), torch.ones(h)
+    shape = {"heads": h, "headdim": p, "d_state": n, "ngroups": g, "backend": cfg.scan_backend}
+    warm = [t[:, :256].clone().requires_grad_() for t in (x, dt, B, C)]  # untimed: first-call allocations
+    ssd_scan(warm[0], warm[1], A, warm[2], warm[3], D, backend=cfg.scan_backend).sum().backward()
+    if mode == "forward":
+        with torch.no_grad():
+            seconds, times = repeat(lambda: ssd_scan(x, dt, A, B, C, D, return_final_state=True,
+                                                     backend=cfg.scan_backend))
+            state, steps = torch.zeros(1, h, p, n), []
+            for t in range(decode_steps + 3):  # 3 untimed warm-up steps
+                t0 = time.perf_counter()
+                ssd_state_update(state, x[:, t % length], dt[:, t % length], A, B[:, t % length],
+                                 C[:, t % length], D, backend=cfg.scan_backend)
+                steps.append(time.perf_counter() - t0)
+        return dict(shape, seconds=seconds, times=times, decode_ms=1e3 * statistics.median(steps[3:]),
+                    decode_steps=decode_steps)
+    leaves = [t.requires_grad_() for t in (x, dt, A, B, C, D)]
+    dy = torch.randn(x.shape)
+
+    def train():
+        ssd_scan(*leaves, backend=cfg.scan_backend).backward(dy)
+        for t in leaves:
+            t.grad = None
+
+    seconds, times = repeat(train)
+    return dict(shape, seconds=seconds, times=times)
+
+
 def case_scaling(layer: str, mode: str, length: int, d_model: int, threads: int, decode_steps: int,
-                 min_seconds: float = 1.0, max_reps: int = 5) -> dict:
-    """One timed case (runs inside the fresh process). Short cases repeat until min_seconds; the median counts."""
+                 min_seconds: float = 1.0, max_reps: int = 5, min_reps: int = 1) -> dict:
+    """One timed case (runs inside the fresh process). Short cases repeat until min_seconds (at least min_reps
+    times, at most max(max_reps, min_reps)); the median counts, the minimum and every time are recorded too."""
     import torch
     import torch.nn.functional as F
 
@@ -46,20 +96,31 @@ def case_scaling(layer: str, mode: str, length: int, d_model: int, threads: int,
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = MambaLM(ModelConfig(d_model=d_model, n_layer=2, vocab_size=256, layer=layer))
-    ids = torch.randint(0, 256, (1, length + 1))
-    x, y = ids[:, :-1], ids[0, 1:]
 
-    def repeat(fn) -> tuple[float, int]:
+    def repeat(fn) -> tuple[float, list[float]]:
         times = []
-        while not times or (sum(times) < min_seconds and len(times) < max_reps):
+        while len(times) < min_reps or (sum(times) < min_seconds and len(times) < max_reps):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
-        return statistics.median(times), len(times)
+        return statistics.median(times), times
 
-    out = {"layer": layer, "mode": mode, "length": length, "d_model": d_model, "threads": threads,
-           "parameters": sum(p.numel() for p in model.parameters())}
+    def finish(out: dict, seconds: float, times: list[float]) -> dict:
+        out.update(seconds=seconds, reps=len(times), us_per_token=1e6 * seconds / length,
+                   us_per_token_min=1e6 * min(times) / length, times=times, peak_rss_gb=peak_rss_gb())
+        return out
+
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    out = {"layer": layer, "mode": mode, "length": length, "d_model": d_model, "threads": threads}
+    if layer in OP_LAYERS:
+        res = _case_ssd_op(mode, length, d_model, decode_steps, repeat)
+        seconds, times = res.pop("seconds"), res.pop("times")
+        return finish({**out, "parameters": 0, **res}, seconds, times)
+    model = MambaLM(ModelConfig(d_model=d_model, n_layer=2, vocab_size=256, layer=layer))
+    ids = torch.randint(0, 256, (1, length + 1))
+    x, y = ids[:, :-1], ids[0, 1:]
+    out["parameters"] = sum(p.numel() for p in model.parameters())
     if mode == "forward":
         model.eval()
         with torch.inference_mode():
@@ -69,7 +130,7 @@ def case_scaling(layer: str, mode: str, length: int, d_model: int, threads: int,
             def forward():
                 held["logits"], held["state"] = model(x, return_state=True)
 
-            seconds, reps = repeat(forward)
+            seconds, times = repeat(forward)
             state, tok = held.pop("state"), ids[:, -1]
             held.clear()
             for _ in range(3):  # warm-up of the step path (not timed)
@@ -89,11 +150,8 @@ def case_scaling(layer: str, mode: str, length: int, d_model: int, threads: int,
             F.cross_entropy(logits[0], y[:l]).backward()
 
         train(256)  # warm-up
-        seconds, reps = repeat(train)
-    else:
-        raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
-    out.update(seconds=seconds, reps=reps, us_per_token=1e6 * seconds / length, peak_rss_gb=peak_rss_gb())
-    return out
+        seconds, times = repeat(train)
+    return finish(out, seconds, times)
 
 
 # ------------------------------------------------------------------------------------------------ driver side
@@ -118,7 +176,7 @@ def _skip_reason(layer: str, length: int, done: list[dict], cap_seconds: float, 
 
 
 def run_scaling(layers, lengths, d_model: int, threads: int, cap_seconds: float, cap_gb: float,
-                decode_steps: int, log=print) -> dict:
+                decode_steps: int, log=print, min_reps: int = 1) -> dict:
     from seqssm.pipelines.benchmarks.measure import run_case
 
     rows = []
@@ -132,7 +190,7 @@ def run_scaling(layers, lengths, d_model: int, threads: int, cap_seconds: float,
                     log(f"  {layer:<9} {mode:<7} L={length:<8} skipped: {reason}")
                     continue
                 r = run_case("scaling", timeout=max(60.0, 3 * cap_seconds), layer=layer, mode=mode, length=length,
-                              d_model=d_model, threads=threads, decode_steps=decode_steps)
+                              d_model=d_model, threads=threads, decode_steps=decode_steps, min_reps=min_reps)
                 r.setdefault("layer", layer), r.setdefault("mode", mode), r.setdefault("length", length)
                 done.append(r)
                 rows.append(r)
@@ -140,10 +198,11 @@ def run_scaling(layers, lengths, d_model: int, threads: int, cap_seconds: float,
                     log(f"  {layer:<9} {mode:<7} L={length:<8} failed: {r['error']}")
                 else:
                     extra = f", decode {r['decode_ms']:.3f} ms/token" if "decode_ms" in r else ""
-                    log(f"  {layer:<9} {mode:<7} L={length:<8} {r['seconds']:8.3f} s, "
-                        f"{r['us_per_token']:8.2f} us/token, peak RSS {r['peak_rss_gb']:.2f} GB{extra}")
+                    log(f"  {layer:<10} {mode:<7} L={length:<8} {r['seconds']:8.3f} s, "
+                        f"{r['us_per_token']:8.2f} us/token (min {r['us_per_token_min']:.2f} of {r['reps']}), "
+                        f"peak RSS {r['peak_rss_gb']:.2f} GB{extra}")
     return {"d_model": d_model, "n_layer": 2, "batch": 1, "threads": threads, "cap_seconds": cap_seconds,
-            "cap_gb": cap_gb, "layers": list(layers), "lengths": sorted(lengths), "rows": rows,
+            "cap_gb": cap_gb, "min_reps": min_reps, "layers": list(layers), "lengths": sorted(lengths), "rows": rows,
             "summary": summarize(rows, layers)}
 
 
@@ -156,8 +215,14 @@ def _get(rows, layer, mode, length, key):
 
 def summarize(rows: list[dict], layers) -> dict:
     """Mamba's per-token time at 64K over 1K, and the first length from which Mamba stays faster than attention
-    (over the lengths where both ran), per measure."""
+    (over the lengths where both ran), per measure; every layer's forward + backward time per token at 256K over
+    4K (from the medians and from the minima)."""
     out = {}
+    for layer in layers:
+        for key, suffix in (("us_per_token", ""), ("us_per_token_min", "_min")):
+            a, b = _get(rows, layer, "train", 4096, key), _get(rows, layer, "train", 262144, key)
+            if a is not None and b is not None:
+                out[f"{layer}_train_256k_over_4k{suffix}"] = round(b / a, 3)
     measures = (("forward", "us_per_token"), ("train", "us_per_token"), ("forward", "decode_ms"))
     for mode, key in measures:
         name = "decode" if key == "decode_ms" else mode
@@ -179,9 +244,12 @@ def _fmt_len(x: int) -> str:
 
 def markdown(res: dict) -> str:
     rows, layers, lengths = res["rows"], res["layers"], res["lengths"]
-    lines = [f"Scaling with length: {len(layers)} mixers, 2 layers, d_model {res['d_model']}, batch 1, "
+    lines = [f"Scaling with length: {', '.join(layers)}; 2 layers, d_model {res['d_model']}, batch 1, "
              f"{res['threads']} torch thread(s); every case in a fresh process; peak RSS includes the interpreter "
-             f"and torch (about 0.35 GB). Caps: {res['cap_seconds']:g} s, {res['cap_gb']:g} GB (extrapolated).", ""]
+             f"and torch (about 0.35 GB). Caps: {res['cap_seconds']:g} s, {res['cap_gb']:g} GB (extrapolated). "
+             f"Median of the repetitions (at least {res.get('min_reps', 1)})."
+             + (" mamba2-ssd: the SSD op alone at one mamba2 layer's shapes (one call)." if "mamba2-ssd" in layers
+                else ""), ""]
     tables = (("Forward: microseconds per token (peak RSS)", "forward", "us_per_token", "{:.2f} µs"),
               ("Forward + backward: microseconds per token (peak RSS)", "train", "us_per_token", "{:.2f} µs"),
               ("Decoding: milliseconds per token after L tokens of context", "forward", "decode_ms", "{:.3f} ms"))
@@ -205,6 +273,11 @@ def markdown(res: dict) -> str:
     if skipped:
         lines += ["Not measured: " + "; ".join(skipped) + ".", ""]
     s = res["summary"]
+    for layer in layers:
+        if f"{layer}_train_256k_over_4k" in s:
+            lines.append(f"- {layer} forward + backward: time per token at 256K / at 4K = "
+                         f"{s[f'{layer}_train_256k_over_4k']:.3f} (medians), "
+                         f"{s[f'{layer}_train_256k_over_4k_min']:.3f} (minima)")
     for name in ("forward", "train", "decode"):
         ratio = s.get(f"mamba_{name}_64k_over_1k")
         lines.append(f"- Mamba {name}: time per token at 64K / at 1K = "
@@ -272,7 +345,8 @@ def bench_scaling(args) -> dict:
     layers = parse_list(args.layers, "--layers", str, LAYERS)
     lengths = parse_list(args.lengths, "--lengths", int)
     out = Path(args.out or "bench_scaling.json")
-    res = run_scaling(layers, lengths, args.d_model, args.threads, args.cap_seconds, args.cap_gb, args.decode_steps)
+    res = run_scaling(layers, lengths, args.d_model, args.threads, args.cap_seconds, args.cap_gb, args.decode_steps,
+                      min_reps=args.min_reps)
     table = markdown(res)
     print("\n" + table)
     atomic_write_text(out.with_suffix(".md"), table)
@@ -281,4 +355,4 @@ def bench_scaling(args) -> dict:
     return res
 
 
-__all__ = ["DEFAULT_LENGTHS", "LAYERS", "bench_scaling", "case_scaling", "markdown", "run_scaling", "summarize"]
+__all__ = ["DEFAULT_LENGTHS", "LAYERS", "OP_LAYERS", "bench_scaling", "case_scaling", "markdown", "run_scaling", "summarize"]

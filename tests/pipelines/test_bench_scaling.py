@@ -29,6 +29,29 @@ def test_case_forward_and_train_report_measurements(layer):
     assert "decode_ms" not in train and train["peak_rss_gb"] > 0.05 and train["layer"] == layer
 
 
+def test_ssd_op_case_times_the_op_at_the_layer_shapes():
+    fwd = bench_scaling.case_scaling("mamba2-ssd", "forward", 96, d_model=64, threads=1, decode_steps=2,
+                                     min_seconds=0, min_reps=3)
+    assert (fwd["heads"], fwd["headdim"], fwd["d_state"], fwd["ngroups"]) == (2, 64, 16, 1)  # d_inner 128
+    assert fwd["reps"] == 3 and len(fwd["times"]) == 3 and fwd["decode_ms"] > 0 and fwd["parameters"] == 0
+    assert fwd["us_per_token_min"] == pytest.approx(1e6 * min(fwd["times"]) / 96)
+    assert fwd["us_per_token_min"] <= fwd["us_per_token"]
+    train = bench_scaling.case_scaling("mamba2-ssd", "train", 96, d_model=64, threads=1, decode_steps=2,
+                                       min_seconds=0)
+    assert train["reps"] == 1 and train["seconds"] > 0 and "decode_ms" not in train
+
+
+def test_summary_states_each_layers_256k_over_4k():
+    rows = [_row("mamba2-ssd", "train", 4096, 5.0), _row("mamba2-ssd", "train", 262144, 6.0)]
+    for r, lo in zip(rows, (4.0, 5.0)):
+        r["us_per_token_min"] = lo
+    s = bench_scaling.summarize(rows, ["mamba2-ssd"])
+    assert s["mamba2-ssd_train_256k_over_4k"] == 1.2 and s["mamba2-ssd_train_256k_over_4k_min"] == 1.25
+    md = bench_scaling.markdown({"rows": rows, "layers": ["mamba2-ssd"], "lengths": [4096, 262144], "d_model": 64,
+                                 "threads": 1, "cap_seconds": 120, "cap_gb": 8, "summary": s})
+    assert "mamba2-ssd forward + backward: time per token at 256K / at 4K = 1.200 (medians), 1.250 (minima)" in md
+
+
 def _row(layer, mode, length, us, gb=0.5, decode=None):
     r = {"layer": layer, "mode": mode, "length": length, "seconds": us * length / 1e6, "us_per_token": us,
          "peak_rss_gb": gb}
