@@ -35,7 +35,8 @@ def test_ssd_op_case_times_the_op_at_the_layer_shapes():
     assert (fwd["heads"], fwd["headdim"], fwd["d_state"], fwd["ngroups"]) == (2, 64, 16, 1)  # d_inner 128
     assert fwd["reps"] == 3 and len(fwd["times"]) == 3 and fwd["decode_ms"] > 0 and fwd["parameters"] == 0
     assert fwd["us_per_token_min"] == pytest.approx(1e6 * min(fwd["times"]) / 96)
-    assert fwd["us_per_token_min"] <= fwd["us_per_token"]
+    assert fwd["us_per_token_min"] <= fwd["us_per_token"] and len(fwd["cpu_times"]) == 3
+    assert fwd["us_per_token_cpu_min"] == pytest.approx(1e6 * min(fwd["cpu_times"]) / 96)
     train = bench_scaling.case_scaling("mamba2-ssd", "train", 96, d_model=64, threads=1, decode_steps=2,
                                        min_seconds=0)
     assert train["reps"] == 1 and train["seconds"] > 0 and "decode_ms" not in train
