@@ -90,7 +90,12 @@ def reverse_cumsum(t: torch.Tensor) -> torch.Tensor:
 class _Block:
     """The intermediates of steps 1-3 on one stretch of the sequence, shared by the forward and its recomputation
     in backward. x (b, l, h, p), dt (b, l, h), A (h,), B, C (b, l, g, n), H0 (b, h, p, n), all in one wide dtype;
-    l is zero-padded to a whole number c of chunks of s (dt = 0, x = 0 there: no decay, no write)."""
+    l is zero-padded to a whole number c of chunks of s (dt = 0, x = 0 there: no decay, no write).
+
+    Inside a block every tensor is head-major, so that each product is a plain batched matmul over (b, g, k, c)
+    with contiguous operands (strided operands sent torch's bmm to a path 2x slower): x-like (b, g, k, c, s, p);
+    B, C (b, g, c, s, n); a, cum and decays (b, g, k, c, s); (s, s) matrices (b, g, k, c, i, j); states
+    (b, g, k, z, p, n). Inputs are permuted in once per block and results permuted back as views."""
 
     def __init__(self, x, dt, A, B, C, H0, s: int):
         b, l, h, p = x.shape
@@ -102,76 +107,89 @@ class _Block:
             B, C = F.pad(B, (0, 0, 0, 0, 0, pad)), F.pad(C, (0, 0, 0, 0, 0, pad))
         c, k = (l + pad) // s, h // g  # chunks, heads per group
         self.dims = b, l, h, p, g, n, c, s, k
-        self.x, self.dt, self.A = x, dt, A
-        self.xd = (x * dt[..., None]).view(b, c, s, g, k, p)  # Δ_j x_j
-        self.Bc, self.Cc = B.reshape(b, c, s, g, n), C.reshape(b, c, s, g, n)
-        self.a = (dt * A).view(b, c, s, g, k).permute(0, 3, 4, 1, 2)  # (b, g, k, c, s), a_t = Δ_t A <= 0
+        self.A = A.view(1, g, k, 1, 1)
+        self.x = x.view(b, c, s, g, k, p).permute(0, 3, 4, 1, 2, 5)  # views, head-major
+        self.dt = dt.view(b, c, s, g, k).permute(0, 3, 4, 1, 2)
+        self.xd = torch.mul(self.x, self.dt[..., None], out=x.new_empty(b, g, k, c, s, p))  # Δ_j x_j
+        self.Bh, self.Ch = (t.view(b, c, s, g, n).permute(0, 3, 1, 2, 4).contiguous() for t in (B, C))
+        self.a = (self.dt * self.A).contiguous()  # a_t = Δ_t A <= 0
         self.cum = self.a.cumsum(dim=-1)
         # 1. diagonal blocks: M = (C_i·B_j) L_ij inside each chunk, L = exp(segment sums)
-        self.CB = torch.einsum("bcign,bcjgn->bgcij", self.Cc, self.Bc)  # (b, g, c, s, s)
-        self.L = decay_matrix(self.a)  # (b, g, k, c, s, s)
+        self.CB = self.Ch @ self.Bh.transpose(-1, -2)  # (b, g, c, i, j)
+        self.L = decay_matrix(self.a)  # (b, g, k, c, i, j)
         self.M = self.CB[:, :, None] * self.L
         # 2. the state each chunk writes, decayed to the chunk's end (exponents <= 0)
-        self.decay_to_end = torch.exp(self.cum[..., -1:] - self.cum).permute(0, 3, 4, 1, 2)  # (b, c, s, g, k)
+        self.decay_to_end = torch.exp(self.cum[..., -1:] - self.cum)  # (b, g, k, c, s)
         self.w = self.xd * self.decay_to_end[..., None]
-        S = torch.einsum("bcjgkp,bcjgn->bcgkpn", self.w, self.Bc)  # (b, c, g, k, p, n)
+        S = self.w.transpose(-1, -2) @ self.Bh[:, :, None]  # (b, g, k, c, p, n)
         # 3. state passing as one matrix product over chunk boundaries z = 0..c: H_z = Σ_{z'<=z} P_zz' S'_z'
         #    with S'_0 = H0, S'_z' = S_{z'-1}; H_c is the final state
         self.P = torch.exp(segment_sum(F.pad(self.cum[..., -1], (1, 0))))  # (b, g, k, c+1, c+1)
-        self.sources = torch.cat([H0.reshape(b, 1, g, k, p, n), S], dim=1)  # (b, c+1, g, k, p, n)
-        self.H = torch.einsum("bgkzy,bygkpn->bzgkpn", self.P, self.sources)
-        self.decay_from_start = torch.exp(self.cum).permute(0, 3, 4, 1, 2)  # (b, c, s, g, k)
+        self.sources = torch.cat([H0.reshape(b, g, k, 1, p, n), S], dim=3)  # (b, g, k, c+1, p, n)
+        self.H = (self.P @ self.sources.view(b, g, k, c + 1, p * n)).view(b, g, k, c + 1, p, n)
+        self.decay_from_start = torch.exp(self.cum)  # (b, g, k, c, s)
+
+    def _state_readout(self):
+        """C_i · H_c for every position i of chunk c: (b, g, k, c, s, p)."""
+        return self.Ch[:, :, None] @ self.H[:, :, :, :-1].transpose(-1, -2)
+
+    def _to_sequence(self, t):
+        """(b, g, k, c, s, ...) head-major -> (b, l, h, ...) view."""
+        b, l, h, p, g, n, c, s, k = self.dims
+        perm = (0, 3, 4, 1, 2) + tuple(range(5, t.dim()))
+        return t.permute(perm).reshape(b, c * s, h, *t.shape[5:])[:, :l]
 
     def forward(self):
-        """-> y (b, l, h, p) without the D term, final state (b, h, p, n)."""
+        """-> y (b, l, h, p) without the D term (a strided view), final state (b, h, p, n)."""
         b, l, h, p, g, n, c, s, k = self.dims
-        y = torch.einsum("bgkcij,bcjgkp->bcigkp", self.M, self.xd)
+        y = self.M @ self.xd
         # 4. the state entering each chunk, read out by C_i and decayed to position i
-        CH = torch.einsum("bcign,bcgkpn->bcigkp", self.Cc, self.H[:, :-1])
-        y += CH * self.decay_from_start[..., None]
-        return y.reshape(b, c * s, h, p)[:, :l], self.H[:, -1].reshape(b, h, p, n)
+        y += self._state_readout() * self.decay_from_start[..., None]
+        return self._to_sequence(y), self.H[:, :, :, -1].reshape(b, h, p, n)
 
     def backward(self, dy, dH_final):
         """Steps 4 to 1 in reverse: dy (b, l, h, p), dH_final (b, h, p, n) -> dx, ddt, dB, dC, dA, dH0."""
         b, l, h, p, g, n, c, s, k = self.dims
-        dy = F.pad(dy, (0, 0, 0, 0, 0, c * s - l)).view(b, c, s, g, k, p)
+        if c * s > l:
+            dy = F.pad(dy, (0, 0, 0, 0, 0, c * s - l))
+        dy = dy.reshape(b, c, s, g, k, p).permute(0, 3, 4, 1, 2, 5).contiguous()  # head-major
         dH = torch.empty_like(self.H)
-        dH[:, -1] = dH_final.view(b, g, k, p, n)
+        dH[:, :, :, -1] = dH_final.view(b, g, k, p, n)
         # 4. y += (C_i·H_c) exp(cum_i)
         dCH = dy * self.decay_from_start[..., None]
-        CH = torch.einsum("bcign,bcgkpn->bcigkp", self.Cc, self.H[:, :-1])
-        dcum = ((dy * CH).sum(-1) * self.decay_from_start).permute(0, 3, 4, 1, 2)  # (b, g, k, c, s)
-        dH[:, :-1] = torch.einsum("bcign,bcigkp->bcgkpn", self.Cc, dCH)
-        dC = torch.einsum("bcigkp,bcgkpn->bcign", dCH, self.H[:, :-1])
+        dcum = (dy * self._state_readout()).sum(-1) * self.decay_from_start  # (b, g, k, c, s)
+        dH[:, :, :, :-1] = dCH.transpose(-1, -2) @ self.Ch[:, :, None]
+        dC = (dCH @ self.H[:, :, :, :-1]).sum(2)  # (b, g, c, s, n)
         # 3. H = P sources, P = exp(segment_sum(0, chunk totals))
-        dseg = torch.einsum("bzgkpn,bygkpn->bgkzy", dH, self.sources) * self.P
-        dsources = torch.einsum("bgkzy,bzgkpn->bygkpn", self.P, dH)
+        dH2, src2 = dH.view(b, g, k, c + 1, p * n), self.sources.view(b, g, k, c + 1, p * n)
+        dseg = (dH2 @ src2.transpose(-1, -2)) * self.P
+        dsources = (self.P.transpose(-1, -2) @ dH2).view(b, g, k, c + 1, p, n)
         dcum_last = segment_sum_backward(dseg)[..., 1:]  # (b, g, k, c)
-        dS = dsources[:, 1:]
+        dS = dsources[:, :, :, 1:]
         # 2. S = Σ_j w_j ⊗ B_j, w = Δx exp(cum_last - cum_j)
-        dw = torch.einsum("bcgkpn,bcjgn->bcjgkp", dS, self.Bc)
-        dB = torch.einsum("bcjgkp,bcgkpn->bcjgn", self.w, dS)
+        dw = self.Bh[:, :, None] @ dS.transpose(-1, -2)  # (b, g, k, c, s, p)
+        dB = (self.w @ dS).sum(2)  # (b, g, c, s, n)
         dxd = dw * self.decay_to_end[..., None]
-        d_exp = ((dw * self.w).sum(-1)).permute(0, 3, 4, 1, 2)  # d(cum_last - cum_j), (b, g, k, c, s)
+        d_exp = (dw * self.w).sum(-1)  # d(cum_last - cum_j), (b, g, k, c, s)
         dcum -= d_exp
         dcum_last += d_exp.sum(-1)
         # 1. y += M xd, M = CB L
-        dM = torch.einsum("bcigkp,bcjgkp->bgkcij", dy, self.xd)
-        dxd += torch.einsum("bgkcij,bcigkp->bcjgkp", self.M, dy)
-        dCB = (dM * self.L).sum(2)  # (b, g, c, s, s)
-        da = segment_sum_backward(dM * self.M)  # d(seg) = dM CB L = dM M; (b, g, k, c, s)
-        dC += torch.einsum("bgcij,bcjgn->bcign", dCB, self.Bc)
-        dB += torch.einsum("bgcij,bcign->bcjgn", dCB, self.Cc)
+        dM = dy @ self.xd.transpose(-1, -2)  # (b, g, k, c, i, j)
+        dxd += self.M.transpose(-1, -2) @ dy
+        dML = dM.mul_(self.L)  # in place: dM is not needed on its own
+        dCB = dML.sum(2)  # (b, g, c, i, j)
+        da = segment_sum_backward(dML.mul_(self.CB[:, :, None]))  # d(seg) = dM CB L; (b, g, k, c, s)
+        dC += dCB @ self.Bh
+        dB += dCB.transpose(-1, -2) @ self.Ch
         # cum = cumsum(a), a = Δ A, xd = Δ x
         dcum[..., -1] += dcum_last
         da += reverse_cumsum(dcum)
-        da = da.permute(0, 3, 4, 1, 2).reshape(b, c * s, h)[:, :l]
-        dxd = dxd.reshape(b, c * s, h, p)[:, :l]
-        x, dt = self.x[:, :l], self.dt[:, :l]
-        ddt = da * self.A + (dxd * x).sum(-1)
-        dA = (da * dt).sum((0, 1))
-        dB, dC = (t.reshape(b, c * s, g, n)[:, :l] for t in (dB, dC))
-        return dxd * dt[..., None], ddt, dB, dC, dA, dsources[:, 0].reshape(b, h, p, n)
+        ddt = da * self.A + (dxd * self.x).sum(-1)
+        dA = (da * self.dt).sum((0, 3, 4)).reshape(h)
+        dx = dxd * self.dt[..., None]
+        dB, dC = (t.permute(0, 2, 3, 1, 4).reshape(b, c * s, g, n)[:, :l] for t in (dB, dC))
+        return (self._to_sequence(dx), self._to_sequence(ddt[..., None])[..., 0], dB, dC, dA,
+                dsources[:, :, :, 0].reshape(b, h, p, n))
 
 
 def _forward_blocks(x, dt, A, B, C, D, H0, s: int, blk: int):
