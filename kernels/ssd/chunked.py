@@ -145,7 +145,8 @@ class _Block:
         y = self.M @ self.xd
         # 4. the state entering each chunk, read out by C_i and decayed to position i
         y += self._state_readout() * self.decay_from_start[..., None]
-        return self._to_sequence(y), self.H[:, :, :, -1].reshape(b, h, p, n)
+        # the final state as its own tensor: a view would keep all of H alive and could not be updated in place
+        return self._to_sequence(y), self.H[:, :, :, -1].reshape(b, h, p, n).clone()
 
     def backward(self, dy, dH_final):
         """Steps 4 to 1 in reverse: dy (b, l, h, p), dH_final (b, h, p, n) -> dx, ddt, dB, dC, dA, dH0."""

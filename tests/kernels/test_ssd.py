@@ -96,6 +96,17 @@ def test_gradients_of_one_output_alone(loss, block):
     assert_all_close(got, want, 1e-5)
 
 
+@pytest.mark.parametrize("block", [8, 2048], ids=["blocks", "one-block"])
+def test_final_state_can_be_updated_in_place(block):
+    """Decoding continues from the returned state in place (ssd_state_update): it must not be a view of the
+    block's intermediates (autograd refuses in-place writes to such views)."""
+    inputs = {k: v.float().requires_grad_() for k, v in make(l=21).items()}
+    y, state = ssd_chunked(**inputs, return_final_state=True, chunk_size=4, block_size=block)
+    before = state.detach().clone()
+    state.mul_(2.0)
+    assert torch.equal(state.detach(), 2 * before) and state.is_contiguous()
+
+
 def test_gradient_of_some_inputs_only():
     """Only x and the initial state require a gradient (A, B, C, D, dt are constants): same as the reference."""
     inputs = make(l=40)
