@@ -12,9 +12,10 @@ neither decays nor writes the state). With a_t = Δ_t A and its running sum insi
     3. state passing (6.3, "center"):   H_c  = exp(total a of chunk c-1) H_{c-1} + S_{c-1}, H_0 = initial state
     4. state to output (6.4, "left"):   y_i += exp(cum_i) · H_c C_i
 
-No exponent suffers from cancellation: step 1's segment sums are differences of float64 running sums (`decay_matrix`), step 3's
-segment sums over chunk totals are cumsums of a lower-triangular masked copy (`segment_sum`), and steps 2 and 4 use
-differences cum_last - cum_j and cum_i inside one chunk, which are <= 0 and bounded by one chunk's decay.
+No exponent suffers from cancellation: step 1's segment sums are differences of float64 running sums
+(`decay_matrix`), step 3's segment sums over chunk totals are cumsums of a lower-triangular masked copy
+(`segment_sum`), and steps 2 and 4 use differences cum_last - cum_j and cum_i inside one chunk, which are <= 0
+and bounded by one chunk's decay.
 
 Memory traffic (why the sequence is also cut into blocks). Steps 1-4 materialise several (s, s) tensors per
 chunk and head: a few hundred bytes per token each, so a whole 256K-token sequence makes tensors of 100+ MB that
@@ -31,8 +32,9 @@ nothing. Every length runs this one path: time and memory per token are the same
 version ran one block as a plain autograd graph and longer sequences through autograd recomputation, which made
 every length past one block about 1.3x slower per token). Saved for backward: the inputs, one state (b, h, p, n)
 per block and one block's intermediates. The gradient of each step, with M = CB ∘ L, L = exp(segment sums):
-    y = M Δx + exp(cum) (C H):  ∂Δx += Mᵀ ∂y;  ∂M = ∂y Δxᵀ;  ∂CB = Σ_k ∂M ∘ L;  ∂seg = ∂M ∘ M;  ∂(CH) = exp(cum) ∂y
-    H = P sources:              ∂P ∘ P = ∂seg of the chunk totals;  ∂sources = Pᵀ ∂H (its row 0: the initial state)
+    y = M Δx + exp(cum) (C H):  ∂Δx += Mᵀ ∂y;  ∂M = ∂y Δxᵀ;  ∂CB = Σ_k ∂M ∘ L;  ∂seg = ∂M ∘ M;
+                                ∂(CH) = exp(cum) ∂y
+    H = P sources:              ∂P ∘ P = ∂seg of the chunk totals;  ∂sources = Pᵀ ∂H (row 0: the initial state)
     S = Σ_j w_j ⊗ B_j:          ∂w = ∂S B;  ∂B += wᵀ ∂S;  w = Δx exp(cum_last - cum_j)
 and segment_sum_backward, reverse_cumsum carry ∂seg and ∂cum back to a = ΔA.
 """

@@ -290,7 +290,8 @@ def register(subparsers) -> None:
     p.add_argument("--skip-tests", action="store_true", help="gpu: skip the GPU kernel tests")
     p.add_argument("--dry-run", action="store_true",
                    help="gpu: every case at tiny sizes on CPU under the Triton interpreter (rehearsal, no GPU)")
-    p.add_argument("--layers", default=",".join(LAYERS), help=f"scaling: mixers, and mamba2-ssd (the SSD op alone), to time (default {','.join(LAYERS)})")
+    p.add_argument("--layers", default=",".join(LAYERS),
+                   help=f"scaling: mixers, and mamba2-ssd (the SSD op alone), to time (default {','.join(LAYERS)})")
     p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="scaling: sequence lengths "
                    "(default 1K, 4K, 16K, 64K, 256K, 1M)")
     p.add_argument("--cap-seconds", type=float, default=120.0,

@@ -363,4 +363,5 @@ def bench_scaling(args) -> dict:
     return res
 
 
-__all__ = ["DEFAULT_LENGTHS", "LAYERS", "OP_LAYERS", "bench_scaling", "case_scaling", "markdown", "run_scaling", "summarize"]
+__all__ = ["DEFAULT_LENGTHS", "LAYERS", "OP_LAYERS", "bench_scaling", "case_scaling", "markdown", "run_scaling",
+           "summarize"]
