@@ -48,6 +48,28 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.audio.score import markdown, score_folders
+
+    if args.rounds < 10:
+        raise UsageError(f"--rounds {args.rounds}: must be >= 10")
+    res = score_folders(args.clips, args.classifier, args.out, args.reference, args.ceiling, args.rounds, args.seed,
+                        args.overwrite, args.label)
+    print(markdown(res), end="")
+    print(f"  classifier accuracy on the reference: {res['reference']['classifier_accuracy']:.4f}; "
+          f"{res['seconds']:.0f} s; score.json, score.md and examples/ in {args.out}")
+    return 0
+
+
+def _cmd_ngram(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.audio.score import ngram_clips
+
+    r = ngram_clips(args.data, args.out, args.clips, args.seconds, args.order, args.seed, overwrite=args.overwrite)
+    print(f"seqssm audio ngram: order {r['order']} ({r['smoothing']}), test {r['test_bits_per_sample']:.4f} bits "
+          f"per sample; {r['clips']} clips of {r['seconds']:g} s in {args.out} ({r['wall_seconds']:.0f} s)")
+    return 0
+
+
 def _files_of(arg: str) -> list[Path]:
     p = Path(arg)
     if p.is_dir():
@@ -148,13 +170,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     for c, (digit, speaker) in enumerate(conditions):
         rows_c = list(range(c * args.batch, (c + 1) * args.batch))
         # SaShiMi's likelihood ranking: the clips of a condition, most likely under the model first
-        ranked = sorted(rows_c, key=lambda i: -float(loglik[i])) if (args.rank or args.keep) else rows_c
+        by_rank = bool(args.rank or args.keep)
+        ranked = sorted(rows_c, key=lambda i: -float(loglik[i])) if by_rank else rows_c
         for rank, i in enumerate(ranked[:args.keep or None]):
             wave = q.decode(ids[i]).float().numpy()
             if prefix is None:
-                name = f"sample_{rank:02d}" if args.rank else f"sample_{i:02d}"
+                name = f"sample_{rank:02d}" if by_rank else f"sample_{i:02d}"
             else:
-                name = f"{'any' if digit is None else digit}_{speaker or 'any'}_{rank if args.rank else i - rows_c[0]:02d}"
+                name = f"{'any' if digit is None else digit}_{speaker or 'any'}_{rank if by_rank else i - rows_c[0]:02d}"
             bits = float(-loglik[i] / n / LN2)
             save_wav(out / f"{name}.wav", wave, rate)
             if not args.no_png:
@@ -198,6 +221,28 @@ def register(subparsers) -> None:
     cl.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty run folder")
     cl.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     cl.set_defaults(func=_cmd_classifier)
+
+    sc = sub.add_parser("score", help="FID, IS, mIS, AM of folders of clips against the FSDD test takes")
+    sc.add_argument("clips", nargs="+", help="folders of clips (8 kHz); names {digit}_{speaker}_{i}.wav count as asked")
+    sc.add_argument("--classifier", required=True, help="run folder of 'seqssm audio classifier'")
+    sc.add_argument("--out", required=True, help="folder for score.json, score.md and examples/")
+    sc.add_argument("--reference", help="FSDD folder (default: the classifier's data.folder); its test takes")
+    sc.add_argument("--ceiling", action="store_true", help="also score the test takes, half against half")
+    sc.add_argument("--label", action="append", default=[], help="a name per clips folder, in order")
+    sc.add_argument("--rounds", type=int, default=200, help="bootstrap rounds")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--overwrite", action="store_true", help="replace this command's files in a non-empty --out")
+    sc.set_defaults(func=_cmd_score)
+
+    ng = sub.add_parser("ngram", help="clips sampled from an n-gram of the FSDD training takes (the metrics' floor)")
+    ng.add_argument("--data", required=True, help="FSDD folder")
+    ng.add_argument("--out", required=True, help="folder for sample_NNN.wav and ngram.json")
+    ng.add_argument("--clips", type=int, default=100)
+    ng.add_argument("--seconds", type=float, default=1.0)
+    ng.add_argument("--order", type=int, default=3, help="1-3")
+    ng.add_argument("--seed", type=int, default=0)
+    ng.add_argument("--overwrite", action="store_true")
+    ng.set_defaults(func=_cmd_ngram)
 
     ev = sub.add_parser("eval", help="bits per sample of a trained run on an audio file or folder")
     ev.add_argument("--model", required=True, help="run folder of 'seqssm audio train'")
