@@ -54,7 +54,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.rounds < 10:
         raise UsageError(f"--rounds {args.rounds}: must be >= 10")
     res = score_folders(args.clips, args.classifier, args.out, args.reference, args.ceiling, args.rounds, args.seed,
-                        args.overwrite, args.label)
+                        args.overwrite, args.label, args.window)
     print(markdown(res), end="")
     print(f"  classifier accuracy on the reference: {res['reference']['classifier_accuracy']:.4f}; "
           f"{res['seconds']:.0f} s; score.json, score.md and examples/ in {args.out}")
@@ -230,6 +230,8 @@ def register(subparsers) -> None:
     sc.add_argument("--ceiling", action="store_true", help="also score the test takes, half against half")
     sc.add_argument("--label", action="append", default=[], help="a name per clips folder, in order")
     sc.add_argument("--rounds", type=int, default=200, help="bootstrap rounds")
+    sc.add_argument("--window", type=float, default=0.0,
+                    help="seconds: score each window position of the clips as its own set (drift of long clips)")
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--overwrite", action="store_true", help="replace this command's files in a non-empty --out")
     sc.set_defaults(func=_cmd_score)

@@ -33,8 +33,8 @@ ASKED = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_\d+\.wav$")
 METRICS = ("fid", "is", "mis", "am")
 
 
-def embed_files(classifier, files, check_rate: bool = True) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """(features (n, f), probabilities (n, k), prepared waves (n, l)); a clip at another rate is refused."""
+def load_clips(classifier, files, check_rate: bool = True) -> list[torch.Tensor]:
+    """The files as mono float waves at the classifier's rate; a clip at another rate is refused (one line)."""
     cfg = classifier.config
     waves = []
     for f in files:
@@ -43,10 +43,19 @@ def embed_files(classifier, files, check_rate: bool = True) -> tuple[np.ndarray,
             if rate != cfg.sample_rate:
                 raise AudioInputError(f"{f}: sample rate {rate} Hz; the classifier scores {cfg.sample_rate} Hz clips "
                                       f"(resample them first)")
-        waves.append(prepare(load_audio(f, cfg.sample_rate)[0], cfg.clip_samples))
-    x = torch.stack(waves)
+        waves.append(load_audio(f, cfg.sample_rate)[0])
+    return waves
+
+
+def embed_waves(classifier, waves) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """(features (n, f), probabilities (n, k), prepared waves (n, l)) of raw waves."""
+    x = torch.stack([prepare(w, classifier.config.clip_samples) for w in waves])
     feats, probs = classifier.features_and_probs(x)
     return feats.numpy(), probs.numpy(), x
+
+
+def embed_files(classifier, files, check_rate: bool = True) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    return embed_waves(classifier, load_clips(classifier, files, check_rate))
 
 
 def score_set(feats, probs, ref_feats, ref_probs, asked=None, rounds: int = 200, seed: int = 0) -> dict:
@@ -117,7 +126,9 @@ def markdown(result: dict) -> str:
 
 
 def score_folders(folders, classifier_path, out, reference=None, ceiling: bool = False, rounds: int = 200,
-                  seed: int = 0, overwrite: bool = False, labels=None) -> dict:
+                  seed: int = 0, overwrite: bool = False, labels=None, window: float = 0.0) -> dict:
+    """Score each folder as a set; with window > 0 (seconds), each folder's clips are cut into consecutive windows
+    and every window position is a set of its own (drift over a long free run)."""
     t0 = time.perf_counter()
     classifier = load_classifier(classifier_path)
     from seqssm import load_config
@@ -148,6 +159,9 @@ def score_folders(folders, classifier_path, out, reference=None, ceiling: bool =
         embedded["ceiling"] = (ref_waves[a], ref_probs[a], [ref_files[i].name for i in a])
     for i, (folder, files) in enumerate(zip(folders, clip_lists)):
         name = labels[i] if labels else Path(folder).name
+        if window > 0:
+            _score_windows(classifier, files, name, window, ref_feats, ref_probs, rounds, seed, result, embedded)
+            continue
         feats, probs, waves = embed_files(classifier, files)
         asked = [ASKED.match(f.name) for f in files]
         digits = np.array([int(m["digit"]) for m in asked]) if all(asked) else None
@@ -180,6 +194,22 @@ def score_folders(folders, classifier_path, out, reference=None, ceiling: bool =
         atomic_write_text(stage / "score.md", markdown(result))
         publish(stage, out, ["score.json", "score.md", "examples"])
     return result
+
+
+def _score_windows(classifier, files, name, window, ref_feats, ref_probs, rounds, seed, result, embedded) -> None:
+    n = int(round(window * classifier.config.sample_rate))
+    clips = load_clips(classifier, files)
+    count = min(len(c) for c in clips) // n
+    if count < 1:
+        raise UsageError(f"--window {window}: longer than the shortest clip of {name}")
+    for k in range(count):
+        feats, probs, waves = embed_waves(classifier, [c[k * n:(k + 1) * n] for c in clips])
+        label = f"{name} @ {k * window:g}-{(k + 1) * window:g} s"
+        row = score_set(feats, probs, ref_feats, ref_probs, None, rounds, seed)
+        row["mean_max_prob"] = float(probs.max(1).mean())
+        result["sets"][label] = row
+        if k in (0, count - 1):
+            embedded[label] = (waves, probs, [f"{f.name}@{k}" for f in files])
 
 
 def ngram_clips(data: str, out, clips: int, seconds: float, order: int, seed: int, test_takes=(0, 1, 2, 3, 4),

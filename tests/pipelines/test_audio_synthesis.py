@@ -208,3 +208,18 @@ def test_unconditional_model_refuses_a_digit(tmp_path, folder, capsys):
     status = main(["audio", "generate", "--model", str(out), "--out", str(tmp_path / "g"), "--digit", "7"])
     err = capsys.readouterr().err
     assert status == 2 and "is unconditional" in err and err.count("\n") == 1
+
+
+def test_score_window_by_window(folder, classifier, tmp_path):
+    clips = tmp_path / "long"
+    clips.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):  # a low tone for 0.1 s, then a high one
+        sf.write(str(clips / f"sample_{i}.wav"), np.concatenate([_tone(rng, 0, 800), _tone(rng, 1, 800)]), 8000)
+    out = tmp_path / "score"
+    assert main(["audio", "score", str(clips), "--classifier", str(classifier), "--out", str(out), "--window", "0.1",
+                 "--rounds", "10", "--reference", str(folder)]) == 0
+    sets = json.loads((out / "score.json").read_text())["sets"]
+    assert list(sets) == ["long @ 0-0.1 s", "long @ 0.1-0.2 s"]
+    assert np.argmax(sets["long @ 0-0.1 s"]["predicted_class_counts"]) == 0
+    assert np.argmax(sets["long @ 0.1-0.2 s"]["predicted_class_counts"]) == 1
