@@ -14,7 +14,8 @@ from seqssm import GenerateConfig
 from seqssm.domains.audio import list_audio_files, load_audio, save_wav
 from seqssm.domains.audio.conditional import ConditionalSampleLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
-from seqssm.pipelines.audio.infer import generate_ids, load_run, nll_sum, plot_clip, score_files, write_table
+from seqssm.pipelines.audio.infer import (condition_prefixes, generate_ids, load_run, nll_sum, plot_clip, score_files,
+                                          write_table)
 from seqssm.pipelines.jobconfig import UsageError, add_train_parser, print_resolved
 from seqssm.pipelines.rundir import atomic_write_json
 from seqssm.pipelines.training import LN2
@@ -82,8 +83,14 @@ def _files_of(arg: str) -> list[Path]:
 def _cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.model)
     files = _files_of(args.data)
+    prefixes = None
+    if isinstance(run.model, ConditionalSampleLM):  # each file under its own digit / speaker (FSDD names) or "any"
+        given = {"true": run.job.condition.by, "digit": ["digit"], "speaker": ["speaker"], "any": []}[args.condition]
+        prefixes = condition_prefixes(run.model, files, given)
+    elif args.condition != "true":
+        raise UsageError(f"--condition {args.condition}: the model at {args.model} is unconditional")
     res = score_files(run.model, files, run.job.data.sample_rate, run.quantizer, args.batch_size or
-                      run.job.data.eval_batch_size)
+                      run.job.data.eval_batch_size, prefixes=prefixes)
     width = max(len(Path(r["file"]).name) for r in res["per_file"])
     if args.per_file:
         for r in res["per_file"]:
@@ -251,6 +258,9 @@ def register(subparsers) -> None:
     ev.add_argument("--data", required=True, help="an audio file or a folder of them")
     ev.add_argument("--batch-size", type=int, default=0, help="clips per batch (default: data.eval_batch_size)")
     ev.add_argument("--per-file", action="store_true", help="print one line per file")
+    ev.add_argument("--condition", choices=("true", "digit", "speaker", "any"), default="true",
+                    help="conditional models: score each file given its own digit and speaker (true), only one of "
+                         "them, or neither (any); the difference is what the condition is worth in bits")
     ev.add_argument("--out", help="write the per-file table to this TSV")
     ev.set_defaults(func=_cmd_eval)
 

@@ -223,3 +223,11 @@ def test_score_window_by_window(folder, classifier, tmp_path):
     assert list(sets) == ["long @ 0-0.1 s", "long @ 0.1-0.2 s"]
     assert np.argmax(sets["long @ 0-0.1 s"]["predicted_class_counts"]) == 0
     assert np.argmax(sets["long @ 0.1-0.2 s"]["predicted_class_counts"]) == 1
+
+
+@pytest.mark.parametrize("condition", ["true", "digit", "speaker", "any"])
+def test_eval_of_a_conditional_model_under_each_condition(cond_run, folder, capsys, condition):
+    assert main(["audio", "eval", "--model", str(cond_run), "--data", str(folder / "1_bob_0.wav"),
+                 "--condition", condition]) == 0
+    bits = float(capsys.readouterr().out.split(": ")[1].split()[0])
+    assert 0 < bits < 9
