@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 gen() {  # name, then generate options
   local name=$1; shift
   [ -f "$OUT/$name/generate.json" ] || $S audio generate --model "$RUN" --out "$OUT/$name" --seconds 1 --threads 1 \
-      --no-png --seed 0 "$@"
+      --no-png --seed 0 --temperature 1 "$@"   # later options win: --temperature 0.9 etc.
 }
 # conditional: every digit x every speaker, 2 clips each (100 clips)
 gen cond_t1.0 --digit all --speaker all --batch 2
@@ -36,6 +36,6 @@ $S audio score "$FLOOR" "$OUT"/cond_t1.0 "$OUT"/cond_t0.9 "$OUT"/cond_t0.7 "$OUT
 # a long free run, scored one second at a time
 if [ "$DRIFT" != "0" ]; then
   [ -f "$OUT/drift/generate.json" ] || $S audio generate --model "$RUN" --out "$OUT/drift" --seconds "$DRIFT" \
-      --batch 16 --threads 1 --no-png --seed 1
+      --batch 16 --threads 1 --no-png --seed 1 --temperature 1
   $S audio score "$OUT/drift" --label "free run" --window 1 --classifier "$CLF" --out "$OUT/score_drift" --overwrite
 fi
