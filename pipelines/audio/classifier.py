@@ -70,6 +70,7 @@ def train_classifier(job: ClassifierJobConfig, overwrite: bool = False) -> dict:
     if not job.data.folder:
         raise UsageError("data.folder is empty: pass --data FOLDER")
     out = check_out_dir(job.out_dir, overwrite)
+    job.data.folder = str(Path(job.data.folder).resolve())  # `score` finds the reference takes through it
     if t.threads:
         torch.set_num_threads(t.threads)
     train_files, test_files = fsdd_split(job.data.folder, job.data.test_takes)

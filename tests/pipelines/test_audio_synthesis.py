@@ -97,9 +97,11 @@ def test_score_ceiling_and_asked_digits(folder, classifier, tmp_path, capsys):
              for d in (0, 1) for s in SPEAKERS for t in (5, 6, 7)}
     clips = _copy_as(folder, tmp_path / "gen", names)
     out = tmp_path / "score"
+    # no --reference: the classifier's own data folder, its test takes
     assert main(["audio", "score", str(clips), "--classifier", str(classifier), "--out", str(out), "--ceiling",
-                 "--rounds", "20", "--reference", str(folder)]) == 0
+                 "--rounds", "20"]) == 0
     res = json.loads((out / "score.json").read_text())
+    assert res["reference"]["folder"] == str(folder.resolve())
     ceiling, gen = res["sets"]["ceiling: test takes, half vs half"], res["sets"]["gen"]
     assert res["reference"]["clips"] == 30 and ceiling["clips"] == 15 and gen["clips"] == 18
     assert gen["digit_accuracy"] == pytest.approx(12 / 18)  # takes 5 and 7 asked right, take 6 asked wrong
