@@ -3,7 +3,7 @@ so that every shipped YAML can be checked against the schema of the command that
 
 from __future__ import annotations
 
-from seqssm.pipelines.audio.config import AudioJobConfig
+from seqssm.pipelines.audio.config import AudioJobConfig, ClassifierJobConfig
 from seqssm.pipelines.classify.config import ClassifyJobConfig
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.lm.config import LMJobConfig
@@ -12,7 +12,8 @@ from seqssm.pipelines.synthetic.config import EVAL_JOBS
 
 # job prefix of a shipped config file name -> the schema of the command that reads it; the longest prefix wins,
 # so eval_induction_heads.yaml is read by the induction-heads job
-SCHEMAS = {"lm": LMJobConfig, "classify": ClassifyJobConfig, "audio": AudioJobConfig, "pretrain": PretrainJobConfig}
+SCHEMAS = {"lm": LMJobConfig, "classify": ClassifyJobConfig, "audio": AudioJobConfig, "pretrain": PretrainJobConfig,
+           "audio_classifier": ClassifierJobConfig}
 SCHEMAS.update({f"eval_{task.replace('-', '_')}": cls for task, cls in EVAL_JOBS.items()})
 
 

@@ -12,8 +12,10 @@ import torch
 
 from seqssm import GenerateConfig
 from seqssm.domains.audio import list_audio_files, load_audio, save_wav
+from seqssm.domains.audio.conditional import ConditionalSampleLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
-from seqssm.pipelines.audio.infer import generate_ids, load_run, nll_sum, plot_clip, score_files, write_table
+from seqssm.pipelines.audio.infer import (condition_prefixes, generate_ids, load_run, nll_sum, plot_clip, score_files,
+                                          write_table)
 from seqssm.pipelines.jobconfig import UsageError, add_train_parser, print_resolved
 from seqssm.pipelines.rundir import atomic_write_json
 from seqssm.pipelines.training import LN2
@@ -34,6 +36,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_classifier(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.audio.classifier import load_job as load_classifier_job, train_classifier
+
+    job = load_classifier_job(args.config, args.set, args.data, args.out)
+    if args.print_config:
+        return print_resolved(job)
+    m = train_classifier(job, overwrite=args.overwrite)
+    print(f"seqssm audio classifier: {m['epochs']} epochs ({m['steps']} steps) in {m['train_seconds']:.0f} s; "
+          f"test accuracy {m['test_accuracy']:.4f} on {m['test_clips']} clips (takes {m['test_takes']})\n"
+          f"  run folder {job.out_dir}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.audio.score import markdown, score_folders
+
+    if args.rounds < 10:
+        raise UsageError(f"--rounds {args.rounds}: must be >= 10")
+    res = score_folders(args.clips, args.classifier, args.out, args.reference, args.ceiling, args.rounds, args.seed,
+                        args.overwrite, args.label, args.window)
+    print(markdown(res), end="")
+    print(f"  classifier accuracy on the reference: {res['reference']['classifier_accuracy']:.4f}; "
+          f"{res['seconds']:.0f} s; score.json, score.md and examples/ in {args.out}")
+    return 0
+
+
+def _cmd_ngram(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.audio.score import ngram_clips
+
+    r = ngram_clips(args.data, args.out, args.clips, args.seconds, args.order, args.seed, overwrite=args.overwrite)
+    print(f"seqssm audio ngram: order {r['order']} ({r['smoothing']}), test {r['test_bits_per_sample']:.4f} bits "
+          f"per sample; {r['clips']} clips of {r['seconds']:g} s in {args.out} ({r['wall_seconds']:.0f} s)")
+    return 0
+
+
 def _files_of(arg: str) -> list[Path]:
     p = Path(arg)
     if p.is_dir():
@@ -46,8 +83,14 @@ def _files_of(arg: str) -> list[Path]:
 def _cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.model)
     files = _files_of(args.data)
+    prefixes = None
+    if isinstance(run.model, ConditionalSampleLM):  # each file under its own digit / speaker (FSDD names) or "any"
+        given = {"true": run.job.condition.by, "digit": ["digit"], "speaker": ["speaker"], "any": []}[args.condition]
+        prefixes = condition_prefixes(run.model, files, given)
+    elif args.condition != "true":
+        raise UsageError(f"--condition {args.condition}: the model at {args.model} is unconditional")
     res = score_files(run.model, files, run.job.data.sample_rate, run.quantizer, args.batch_size or
-                      run.job.data.eval_batch_size)
+                      run.job.data.eval_batch_size, prefixes=prefixes)
     width = max(len(Path(r["file"]).name) for r in res["per_file"])
     if args.per_file:
         for r in res["per_file"]:
@@ -59,13 +102,52 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conditions(args, run) -> list[tuple[int | None, str | None]]:
+    """(digit, speaker) per condition asked for: the product of --digit and --speaker (comma lists or 'all');
+    [(None, None)] for an unconditional model. One-line UsageError for what the model cannot be asked."""
+    model = run.model
+    if not isinstance(model, ConditionalSampleLM):
+        for flag, value in (("--digit", args.digit), ("--speaker", args.speaker)):
+            if value is not None:
+                raise UsageError(f"{flag}: the model at {args.model} is unconditional (its condition.by is [])")
+        return [(None, None)]
+    on = run.job.condition.by
+
+    def parse(flag, value, known, cast, key):
+        if value is None or value == "any":
+            return [None]
+        if key not in on:
+            raise UsageError(f"{flag}: the model at {args.model} is not conditioned on the {key} "
+                             f"(condition.by {list(on)})")
+        if value == "all":
+            return list(known)
+        out = []
+        for item in value.split(","):
+            try:
+                v = cast(item.strip())
+            except ValueError:
+                v = None
+            if v not in known:
+                raise UsageError(f"{flag} {item.strip()}: unknown {key}; this model knows "
+                                 f"{', '.join(str(k) for k in known)} (or all, any)")
+            out.append(v)
+        return out
+
+    digits = parse("--digit", args.digit, list(range(model.n_digits)), int, "digit")
+    speakers = parse("--speaker", args.speaker, model.speakers, str, "speaker")
+    return [(d, s) for d in digits for s in speakers]
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     for name, ok, what in (("--seconds", args.seconds > 0, "> 0"), ("--batch", args.batch >= 1, ">= 1"),
-                           ("--threads", args.threads >= 0, ">= 0")):
+                           ("--threads", args.threads >= 0, ">= 0"), ("--keep", args.keep >= 0, ">= 0")):
         if not ok:
             raise UsageError(f"{name}: must be {what}")
+    if args.keep > args.batch:
+        raise UsageError(f"--keep {args.keep}: must be at most --batch {args.batch}")
     GenerateConfig(temperature=args.temperature, top_p=args.top_p, seed=args.seed).validate(as_options=True)
     run = load_run(args.model)
+    conditions = _conditions(args, run)
     if args.threads:
         torch.set_num_threads(args.threads)
     rate, q = run.job.data.sample_rate, run.quantizer
@@ -75,39 +157,53 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.prompt:
         prompt = q.encode(load_audio(args.prompt, rate)[0])
     n = int(round(args.seconds * rate))
+    batch = args.batch * len(conditions)  # every condition gets --batch clips, sampled together
+    prefix = None
+    if isinstance(run.model, ConditionalSampleLM):
+        prefix = torch.stack([run.model.prefix(d, s) for d, s in conditions for _ in range(args.batch)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ids, loglik, block_times = generate_ids(run.model, n, args.batch, prompt, args.temperature, args.top_p,
-                                            args.seed, q.zero_id)
+    ids, loglik, block_times = generate_ids(run.model, n, batch, prompt, args.temperature, args.top_p,
+                                            args.seed, q.zero_id, prefix=prefix)
     seconds = time.perf_counter() - t0
     check = None
     if args.check_parallel:  # the same clips scored by one parallel pass: recurrent and parallel modes must agree
-        full = torch.cat([torch.full((args.batch, 1), q.zero_id), ids], dim=1)
+        full = torch.cat([torch.full((batch, 1), q.zero_id), ids], dim=1)
         with torch.no_grad():
-            nll, _ = nll_sum(run.model, full, torch.ones_like(full, dtype=torch.float32))
+            nll, _ = nll_sum(run.model, full, torch.ones_like(full, dtype=torch.float32), prefix)
         check = float(((loglik + nll.double()).abs() / nll.double()).max())
-    order = torch.argsort(loglik, descending=True).tolist() if args.rank else list(range(args.batch))
     rows = []
-    for rank, i in enumerate(order):
-        wave = q.decode(ids[i]).float().numpy()
-        name = f"sample_{rank:02d}" if args.rank else f"sample_{i:02d}"
-        save_wav(out / f"{name}.wav", wave, rate)
-        plot_clip(wave, rate, out / f"{name}.png", f"{name}: {args.seconds:g} s at {rate} Hz, "
-                  f"{-loglik[i] / n / LN2:.3f} bits per sample under the model")
-        rows.append({"file": f"{name}.wav", "bits_per_sample": float(-loglik[i] / n / LN2)})
+    for c, (digit, speaker) in enumerate(conditions):
+        rows_c = list(range(c * args.batch, (c + 1) * args.batch))
+        # SaShiMi's likelihood ranking: the clips of a condition, most likely under the model first
+        by_rank = bool(args.rank or args.keep)
+        ranked = sorted(rows_c, key=lambda i: -float(loglik[i])) if by_rank else rows_c
+        for rank, i in enumerate(ranked[:args.keep or None]):
+            wave = q.decode(ids[i]).float().numpy()
+            if prefix is None:
+                name = f"sample_{rank:02d}" if by_rank else f"sample_{i:02d}"
+            else:
+                name = f"{'any' if digit is None else digit}_{speaker or 'any'}_{rank if by_rank else i - rows_c[0]:02d}"
+            bits = float(-loglik[i] / n / LN2)
+            save_wav(out / f"{name}.wav", wave, rate)
+            if not args.no_png:
+                plot_clip(wave, rate, out / f"{name}.png", f"{name}: {args.seconds:g} s at {rate} Hz, "
+                          f"{bits:.3f} bits per sample under the model")
+            rows.append({"file": f"{name}.wav", "bits_per_sample": bits, "digit": digit, "speaker": speaker})
     per_block = np.array(block_times) / max(1, n // 10)
-    report = {"samples": n, "batch": args.batch, "seconds": round(seconds, 3),
-              "samples_per_second": round(n * args.batch / seconds, 1), "real_time_factor": round(seconds / args.seconds, 3),
+    report = {"samples": n, "batch": batch, "seconds": round(seconds, 3), "temperature": args.temperature,
+              "top_p": args.top_p, "seed": args.seed, "keep": args.keep, "threads": torch.get_num_threads(),
+              "samples_per_second": round(n * batch / seconds, 1), "real_time_factor": round(seconds / args.seconds, 3),
               "ms_per_step_first_tenth": round(1e3 * float(per_block[0]), 4),
               "ms_per_step_last_tenth": round(1e3 * float(per_block[-1]), 4), "clips": rows}
     if check is not None:
         report["recurrent_vs_parallel_loglik_max_rel_diff"] = check
     atomic_write_json(out / "generate.json", report)
-    print(f"seqssm audio generate: {args.batch} x {args.seconds:g} s in {seconds:.1f} s "
+    print(f"seqssm audio generate: {batch} x {args.seconds:g} s in {seconds:.1f} s "
           f"({report['samples_per_second']:.0f} samples/s, real-time factor {report['real_time_factor']:.2f}); "
           f"ms per step {report['ms_per_step_first_tenth']:.3f} (first tenth) vs "
-          f"{report['ms_per_step_last_tenth']:.3f} (last tenth); files in {out}")
+          f"{report['ms_per_step_last_tenth']:.3f} (last tenth); {len(rows)} clips in {out}")
     if check is not None:
         print(f"  log-likelihood, recurrent steps vs one parallel pass: max relative difference {check:.2e}")
     return 0
@@ -123,11 +219,48 @@ def register(subparsers) -> None:
                      [("--data", "folder of audio files (FSDD layout for data.split=fsdd); sets data.folder")],
                      _cmd_train)
 
+    cl = sub.add_parser("classifier", help="train the FSDD digit classifier that `score` uses; writes a run folder")
+    cl.add_argument("--config", help="job YAML, or a shipped config name (default: audio_classifier)")
+    cl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override, e.g. train.max_minutes=2")
+    cl.add_argument("--data", help="FSDD folder ({digit}_{speaker}_{take}.wav); sets data.folder")
+    cl.add_argument("--out", help="run folder; sets out_dir")
+    cl.add_argument("--overwrite", action="store_true", help="replace this job's files in a non-empty run folder")
+    cl.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    cl.set_defaults(func=_cmd_classifier)
+
+    sc = sub.add_parser("score", help="FID, IS, mIS, AM of folders of clips against the FSDD test takes")
+    sc.add_argument("clips", nargs="+", help="folders of clips (8 kHz); names {digit}_{speaker}_{i}.wav count as asked")
+    sc.add_argument("--classifier", required=True, help="run folder of 'seqssm audio classifier'")
+    sc.add_argument("--out", required=True, help="folder for score.json, score.md and examples/")
+    sc.add_argument("--reference", help="FSDD folder (default: the classifier's data.folder); its test takes")
+    sc.add_argument("--ceiling", action="store_true", help="also score the test takes, half against half")
+    sc.add_argument("--label", action="append", default=[], help="a name per clips folder, in order")
+    sc.add_argument("--rounds", type=int, default=200, help="bootstrap rounds")
+    sc.add_argument("--window", type=float, default=0.0,
+                    help="seconds: score each window position of the clips as its own set (drift of long clips)")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--overwrite", action="store_true", help="replace this command's files in a non-empty --out")
+    sc.set_defaults(func=_cmd_score)
+
+    ng = sub.add_parser("ngram", help="clips sampled from an n-gram of the FSDD training takes (the metrics' floor)")
+    ng.add_argument("--data", required=True, help="FSDD folder")
+    ng.add_argument("--out", required=True, help="folder for sample_NNN.wav and ngram.json")
+    ng.add_argument("--clips", type=int, default=100)
+    ng.add_argument("--seconds", type=float, default=1.0)
+    ng.add_argument("--order", type=int, default=3, help="1-3")
+    ng.add_argument("--seed", type=int, default=0)
+    ng.add_argument("--overwrite", action="store_true")
+    ng.set_defaults(func=_cmd_ngram)
+
     ev = sub.add_parser("eval", help="bits per sample of a trained run on an audio file or folder")
     ev.add_argument("--model", required=True, help="run folder of 'seqssm audio train'")
     ev.add_argument("--data", required=True, help="an audio file or a folder of them")
     ev.add_argument("--batch-size", type=int, default=0, help="clips per batch (default: data.eval_batch_size)")
     ev.add_argument("--per-file", action="store_true", help="print one line per file")
+    ev.add_argument("--condition", choices=("true", "digit", "speaker", "any"), default="true",
+                    help="conditional models: score each file given its own digit and speaker (true), only one of "
+                         "them, or neither (any); the difference is what the condition is worth in bits")
     ev.add_argument("--out", help="write the per-file table to this TSV")
     ev.set_defaults(func=_cmd_eval)
 
@@ -135,12 +268,22 @@ def register(subparsers) -> None:
     ge.add_argument("--model", required=True, help="run folder of 'seqssm audio train'")
     ge.add_argument("--out", required=True, help="folder for sample_NN.wav, sample_NN.png and generate.json")
     ge.add_argument("--seconds", type=float, default=1.0)
-    ge.add_argument("--batch", type=int, default=1, help="clips sampled together")
+    ge.add_argument("--batch", type=int, default=1, help="clips per condition, all sampled together")
     ge.add_argument("--prompt", help="an audio file to continue (default: unconditional)")
-    ge.add_argument("--temperature", type=float, default=1.0)
-    ge.add_argument("--top-p", type=float, default=1.0)
+    # 0.5: of temperatures 1, 0.9, 0.7, 0.5, 0.3 and top-p 0.9, it scored best on FID, IS and mIS, conditional and
+    # unconditional, AM within 0.3's interval (docs/audio.md, "Sampling choices"); the log-likelihoods reported
+    # stay those at temperature 1
+    ge.add_argument("--temperature", type=float, default=0.5,
+                    help="sampling temperature (default 0.5, chosen by the sample-quality metrics; 1: the model's own "
+                         "distribution)")
+    ge.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default 1: none)")
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--rank", action="store_true", help="name the clips by their own likelihood, best first")
+    ge.add_argument("--keep", type=int, default=0,
+                    help="keep only the K most likely clips of each condition's --batch (SaShiMi's ranking; 0: all)")
+    ge.add_argument("--digit", help="conditional models: a digit, a comma list, 'all' or 'any' (default any)")
+    ge.add_argument("--speaker", help="conditional models: a speaker, a comma list, 'all' or 'any' (default any)")
+    ge.add_argument("--no-png", action="store_true", help="write the WAVs and generate.json only")
     ge.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ge.add_argument("--check-parallel", action="store_true",
                     help="also score the clips in one parallel pass and report how far it is from the recurrent one")

@@ -7,6 +7,7 @@ from typing import List
 
 from seqssm import ModelConfig
 from seqssm.config import require
+from seqssm.domains.audio.classifier import DigitClassifierConfig
 from seqssm.domains.audio.corpus import QUANTIZERS, SPLITS
 from seqssm.pipelines.jobconfig import TrainConfig, check_batching, load_job as load_job_config
 
@@ -56,6 +57,28 @@ class AudioDataConfig:
         check_batching(self, p)
 
 
+CONDITIONS = ("digit", "speaker")
+
+
+@dataclass
+class ConditionConfig:
+    """Generation conditioned on the digit and the speaker (FSDD names; seqssm.domains.audio.conditional): prefix
+    tokens [digit, speaker] selecting a class embedding added at every position. `by` [] trains an unconditional
+    model. speakers: filled from the training files when empty (sorted); a condition not in `by` is always "any"."""
+
+    by: List[str] = field(default_factory=list)  # [], [digit], [speaker] or [digit, speaker]
+    speakers: List[str] = field(default_factory=list)
+    n_digits: int = 10
+    drop_prob: float = 0.2  # each given condition is replaced by "any" with this probability in training
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        require(all(c in CONDITIONS for c in self.by) and len(set(self.by)) == len(self.by), p + "by",
+                list(self.by), f"must list distinct names of {', '.join(CONDITIONS)}")
+        require(self.n_digits >= 1, p + "n_digits", self.n_digits, "must be >= 1")
+        require(0 <= self.drop_prob < 1, p + "drop_prob", self.drop_prob, "must be in [0, 1)")
+
+
 @dataclass
 class AudioJobConfig:
     """`seqssm audio train`: next-sample prediction on quantised waveforms (SaShiMi / Mamba paper section 4.4).
@@ -63,6 +86,7 @@ class AudioJobConfig:
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(vocab_size=256))
     data: AudioDataConfig = field(default_factory=AudioDataConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs/audio"
 
@@ -71,6 +95,47 @@ class AudioJobConfig:
         require(self.model.head == "lm", p + "model.head", self.model.head, "next-sample prediction needs 'lm'")
         require(self.model.vocab_size == 1 << self.data.bits, p + "model.vocab_size", self.model.vocab_size,
                  f"must be 2^data.bits = {1 << self.data.bits}")
+        require(not self.condition.by or self.data.split == "fsdd", p + "condition.by", list(self.condition.by),
+                "needs data.split fsdd (the digit and speaker come from FSDD file names)")
+
+
+@dataclass
+class ClassifierDataConfig:
+    folder: str = ""  # `--data FOLDER`: FSDD names {digit}_{speaker}_{take}.wav
+    test_takes: List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+
+    def validate(self, prefix: str = "") -> None:
+        require(bool(self.test_takes), prefix + "test_takes", list(self.test_takes), "must list one or more takes")
+
+
+@dataclass
+class ClassifierTrainConfig:
+    max_epochs: int = 40
+    max_minutes: float = 4.0  # wall-clock budget (0: none); the cosine schedule follows the larger of the two
+    batch_size: int = 32
+    lr: float = 3.0e-3
+    weight_decay: float = 1.0e-2
+    seed: int = 0
+    threads: int = 1  # torch CPU threads (0: torch's default)
+    progress: bool = True
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        require(self.max_epochs >= 1, p + "max_epochs", self.max_epochs, "must be >= 1")
+        require(self.max_minutes >= 0, p + "max_minutes", self.max_minutes, "must be >= 0")
+        require(self.batch_size >= 1, p + "batch_size", self.batch_size, "must be >= 1")
+        require(self.lr > 0, p + "lr", self.lr, "must be > 0")
+        require(self.threads >= 0, p + "threads", self.threads, "must be >= 0")
+
+
+@dataclass
+class ClassifierJobConfig:
+    """`seqssm audio classifier`: the digit classifier of the sample-quality metrics."""
+
+    model: DigitClassifierConfig = field(default_factory=DigitClassifierConfig)
+    data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
+    train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
+    out_dir: str = "runs/fsdd_classifier"
 
 
 def load_job(config: str | None, overrides=(), data=None, out=None) -> AudioJobConfig:

@@ -22,12 +22,14 @@ from tqdm.auto import tqdm
 
 import seqssm
 from seqssm.atomic import atomic_open
-from seqssm.domains.audio import AudioFolder, WholeClips, build_quantizer, pad_collate
+from seqssm.domains.audio import AudioFolder, WholeClips, build_quantizer, pad_collate, parse_fsdd_name
+from seqssm.domains.audio.conditional import ConditionalSampleLM
 from seqssm.pipelines.audio.config import AudioJobConfig
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.training import LN2
 
 QUANTIZER_FILE = "quantizer.json"
+CONDITION_FILE = "condition.safetensors"  # a conditional run's digit and speaker embeddings, beside the lm weights
 
 
 class WithStart(Dataset):
@@ -47,28 +49,75 @@ class WithStart(Dataset):
         return self.clips.quantizer
 
 
-def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ids (b, l+1) starting with the start token, mask (b, l+1) -> (summed NLL in nats (b,), counted samples (b,))."""
-    logits = model(ids[:, :-1])  # (b, l, v) float32
+class WithCondition(Dataset):
+    """Items of a dataset of dicts (crops or whole clips) with "cond": their prefix tokens (2,) added."""
+
+    def __init__(self, dataset, prefixes: list[torch.Tensor]):
+        self.dataset, self.prefixes = dataset, prefixes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.dataset[i], "cond": self.prefixes[i]}
+
+    def set_epoch(self, epoch: int) -> None:  # RandomCrops draws new crops every epoch
+        self.dataset.set_epoch(epoch)
+
+
+def collate_with_condition(pad_id: int):
+    """pad_collate, and the items' "cond" prefixes stacked (b, 2) when they have them."""
+    pad = pad_collate(pad_id)
+
+    def collate(items):
+        batch = pad(items)
+        if "cond" in items[0]:
+            batch["cond"] = torch.stack([it["cond"] for it in items])
+        return batch
+
+    return collate
+
+
+def condition_prefixes(model, files, on) -> list[torch.Tensor]:
+    """The prefix tokens of each FSDD file under a conditional model: its digit and speaker where `on` names them
+    (a speaker the model does not know, e.g. a held-out one, is "any"), "any" otherwise."""
+    out = []
+    for f in files:
+        digit, speaker, _ = parse_fsdd_name(f)
+        out.append(model.prefix(digit if "digit" in on else None,
+                                speaker if "speaker" in on and speaker in model.speakers else None))
+    return out
+
+
+def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids (b, l+1) starting with the start token, mask (b, l+1) -> (summed NLL in nats (b,), counted samples (b,)).
+    prefix (b, 2): a conditional model's condition tokens, read before the start token."""
+    inputs = ids[:, :-1] if prefix is None else torch.cat([prefix.to(ids), ids[:, :-1]], dim=1)
+    logits = model(inputs)  # (b, l, v) float32
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # (b, l)
     m = mask[:, 1:].to(nll.dtype)
     return (nll * m).sum(1), m.sum(1)
 
 
 @torch.no_grad()
-def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True) -> dict:
-    """Bits per sample of every file and of all of them together (total NLL / total samples)."""
+def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True,
+                prefixes: list[torch.Tensor] | None = None) -> dict:
+    """Bits per sample of every file and of all of them together (total NLL / total samples); a conditional model
+    scores each file under its own prefix (its digit and speaker: p(x | digit, speaker))."""
     clips = AudioFolder(files, sample_rate, quantizer)
     data = WholeClips(WithStart(clips, quantizer.zero_id))
+    if prefixes is not None:
+        data = WithCondition(data, prefixes)
     order = sorted(range(len(data)), key=lambda i: len(clips[i]))  # similar lengths together: little padding
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size,
-                        collate_fn=pad_collate(quantizer.zero_id))
+                        collate_fn=collate_with_condition(quantizer.zero_id))
     model.eval()
     device = next(model.parameters()).device
     nll, count = torch.zeros(len(data), dtype=torch.float64), torch.zeros(len(data), dtype=torch.float64)
     pos = 0
     for batch in tqdm(loader, desc="scoring", unit="batch", disable=not progress, leave=False):
-        s, c = nll_sum(model, batch["ids"].to(device), batch["mask"].to(device))
+        s, c = nll_sum(model, batch["ids"].to(device), batch["mask"].to(device), batch.get("cond"))
         idx = order[pos:pos + len(s)]
         nll[idx], count[idx] = s.double().cpu(), c.double().cpu()
         pos += len(s)
@@ -99,7 +148,15 @@ def load_run(path) -> AudioRun:
             raise UsageError(f"--model {path}: not a run folder of 'seqssm audio train' ({need.name} missing)")
     job = seqssm.load_config(AudioJobConfig, str(run_dir / "config.yaml"))
     quantizer = build_quantizer(json.loads((model_dir / QUANTIZER_FILE).read_text()))
-    return AudioRun(seqssm.load_pretrained(str(model_dir)).eval(), job, quantizer, run_dir)
+    model = seqssm.load_pretrained(str(model_dir))
+    if job.condition.by:
+        if not (model_dir / CONDITION_FILE).is_file():
+            raise UsageError(f"--model {path}: a conditional run without its {CONDITION_FILE}")
+        from safetensors.torch import load_file
+
+        model = ConditionalSampleLM(model, job.condition.n_digits, job.condition.speakers)
+        model.load_condition_state_dict(load_file(str(model_dir / CONDITION_FILE)))
+    return AudioRun(model.eval(), job, quantizer, run_dir)
 
 
 def write_table(path, result: dict) -> None:
@@ -116,7 +173,7 @@ def write_table(path, result: dict) -> None:
 
 @torch.no_grad()
 def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None, temperature: float,
-                 top_p: float, seed: int, start_id: int, progress: bool = True):
+                 top_p: float, seed: int, start_id: int, progress: bool = True, prefix: torch.Tensor | None = None):
     """Sample n_samples ids per row with the recurrent state (one step per sample, never a growing context):
     the core's decoding loop (GenerationMixin.generate), with a per-step hook that adds up the likelihood, times
     each tenth of the clip and moves the progress bar.
@@ -124,9 +181,12 @@ def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None,
     Returns (ids (b, n_samples), loglik (b,) the natural log-likelihood of each row's samples under the model's
     unfiltered distribution at temperature 1 — used to rank samples — and seconds per block of generated time).
     prompt (l,) ids: read once in parallel mode (seqssm's streaming forward), then continued.
+    prefix (b, 2): a conditional model's condition tokens per row (seqssm.domains.audio.conditional), read first.
     """
     device = next(model.parameters()).device
     first = torch.full((batch, 1), start_id, dtype=torch.long, device=device)
+    if prefix is not None:
+        first = torch.cat([prefix.to(device), first], dim=1)
     context = first if prompt is None else torch.cat([first, prompt.to(device)[None].expand(batch, -1)], dim=1)
     loglik = torch.zeros(batch, dtype=torch.float64)
     times, block = [], max(1, n_samples // 10)

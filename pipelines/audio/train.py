@@ -23,6 +23,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from safetensors.torch import save as safetensors_save
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -32,7 +33,11 @@ from seqssm.domains.audio import (
     AudioFolder, RandomCrops, WholeClips, convention, make_quantizer, pad_collate, split_files,
 )
 from seqssm.pipelines.audio.config import AudioJobConfig
-from seqssm.pipelines.audio.infer import QUANTIZER_FILE, WithStart, nll_sum, score_files, write_table
+from seqssm.domains.audio import parse_fsdd_name
+from seqssm.domains.audio.conditional import ConditionalSampleLM
+from seqssm.pipelines.audio.infer import (CONDITION_FILE, QUANTIZER_FILE, WithCondition, WithStart,
+                                          collate_with_condition, condition_prefixes, nll_sum, score_files,
+                                          write_table)
 from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
 from seqssm.pipelines.training import (LN2, TimeBudget, fit_and_validate, init_model, make_trainer, optimizers,
                                        plot_curves)
@@ -43,9 +48,9 @@ ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png
 class AudioTask(L.LightningModule):
     """Next-sample cross-entropy over the real (unpadded) samples; keeps the loss history."""
 
-    def __init__(self, model, train_cfg):
+    def __init__(self, model, train_cfg, drop_prob: float = 0.0):
         super().__init__()
-        self.model, self.train_cfg = model, train_cfg
+        self.model, self.train_cfg, self.drop_prob = model, train_cfg, drop_prob
         self.history: dict[str, list] = {"train": [], "val": []}
         self.val_seconds, self._t0, self._sum, self._count = 0.0, 0.0, 0.0, 0.0
         self.budget = TimeBudget(train_cfg.max_minutes)
@@ -53,8 +58,17 @@ class AudioTask(L.LightningModule):
     def on_train_epoch_start(self):
         self.trainer.train_dataloader.dataset.set_epoch(self.current_epoch)  # new crops every epoch
 
+    def _condition(self, batch):
+        """The batch's prefix tokens, each replaced by "any" with probability drop_prob (training only)."""
+        cond = batch.get("cond")
+        if cond is None or not self.drop_prob:
+            return cond
+        anyway = torch.tensor([self.model.digit_token(None), self.model.speaker_token(None)], device=cond.device)
+        drop = torch.rand(cond.shape, device=cond.device) < self.drop_prob
+        return torch.where(drop, anyway.expand_as(cond), cond)
+
     def training_step(self, batch, batch_idx):
-        nll, count = nll_sum(self.model, batch["ids"], batch["mask"])
+        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], self._condition(batch))
         loss = nll.sum() / count.sum().clamp_min(1)
         self.history["train"].append([self.global_step + 1, float(loss.detach())])
         self.log("train_bits", loss.detach() / LN2, prog_bar=True, on_step=True, on_epoch=False)
@@ -65,7 +79,7 @@ class AudioTask(L.LightningModule):
         self._sum, self._count, self._t0 = 0.0, 0.0, time.perf_counter()
 
     def validation_step(self, batch, batch_idx):
-        nll, count = nll_sum(self.model, batch["ids"], batch["mask"])
+        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], batch.get("cond"))
         self._sum += float(nll.sum())
         self._count += float(count.sum())
 
@@ -87,20 +101,33 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
     out = check_out_dir(job.out_dir, overwrite)
     job = dataclasses.replace(job, data=dataclasses.replace(d, folder=str(Path(d.folder).resolve())))
     quantizer = make_quantizer(d.quantizer, d.bits, d.scaling, d.bins)
+    cond = job.condition
+    if cond.by and not cond.speakers:  # the voices it can be asked for: the speakers of the training files
+        speakers = sorted({parse_fsdd_name(f)[1] for f in files["train"]})
+        job = dataclasses.replace(job, condition=dataclasses.replace(cond, speakers=speakers))
+        cond = job.condition
     if t.threads:
         torch.set_num_threads(t.threads)
     with staging_dir(out) as stage:
         L.seed_everything(t.seed, workers=True, verbose=False)
+        model = seqssm.build_model(job.model)
+        init_model(model, t.init_from)
+        lm = model
+        if cond.by:
+            model = ConditionalSampleLM(lm, cond.n_digits, cond.speakers)
+        prefixes = (lambda fs: condition_prefixes(model, fs, cond.by)) if cond.by else (lambda fs: None)
         train_clips = AudioFolder(files["train"], d.sample_rate, quantizer)
         crops = RandomCrops(WithStart(train_clips, quantizer.zero_id), d.crop_len + 1, seed=t.seed)
+        if cond.by:
+            crops = WithCondition(crops, prefixes(files["train"]))
         train_dl = DataLoader(crops, batch_size=d.batch_size, shuffle=True, drop_last=len(crops) >= d.batch_size,
                               num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
                               generator=torch.Generator().manual_seed(t.seed))
         val_clips = WholeClips(WithStart(AudioFolder(files["val"], d.sample_rate, quantizer), quantizer.zero_id))
-        val_dl = DataLoader(val_clips, batch_size=d.eval_batch_size, collate_fn=pad_collate(quantizer.zero_id))
-        model = seqssm.build_model(job.model)
-        init_model(model, t.init_from)
-        task = AudioTask(model, t)
+        if cond.by:
+            val_clips = WithCondition(val_clips, prefixes(files["val"]))
+        val_dl = DataLoader(val_clips, batch_size=d.eval_batch_size, collate_fn=collate_with_condition(quantizer.zero_id))
+        task = AudioTask(model, t, cond.drop_prob if cond.by else 0.0)
         trainer = make_trainer(
             accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
             max_epochs=-1, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
@@ -114,7 +141,8 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         seconds = fit_and_validate(trainer, task, train_dl, val_dl)
 
         model = model.cpu().eval()
-        test = score_files(model, files["test"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar)
+        test = score_files(model, files["test"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar,
+                           prefixes(files["test"]))
         write_table(stage / "test.tsv", test)
         steps = int(trainer.global_step)
         metrics = {
@@ -122,6 +150,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
                                      d.test_fraction, d.val_fraction),
             "quantizer": quantizer.config(),
             "parameters": sum(p.numel() for p in model.parameters()),
+            "train_threads": torch.get_num_threads(),
             "init_from": t.init_from or None,
             "steps": steps,
             "max_steps": t.max_steps,
@@ -134,11 +163,17 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             "test_samples": test["samples"],
         }
         if "heldout" in files:
-            held = score_files(model, files["heldout"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar)
+            held = score_files(model, files["heldout"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar,
+                               prefixes(files["heldout"]))
             write_table(stage / "heldout.tsv", held)
             metrics.update(heldout_speakers=list(d.heldout_speakers), heldout_bits_per_sample=held["bits_per_sample"],
                            heldout_samples=held["samples"])
-        model.save_pretrained(stage / "model", extra_files={QUANTIZER_FILE: json.dumps(quantizer.config(), indent=1)})
+        extra = {QUANTIZER_FILE: json.dumps(quantizer.config(), indent=1)}
+        if cond.by:
+            metrics["condition"] = {"by": list(cond.by), "speakers": list(cond.speakers), "drop_prob": cond.drop_prob,
+                                    "test_scored_as": "p(x | digit, speaker) of each file's own digit and speaker"}
+            extra[CONDITION_FILE] = safetensors_save(model.condition_state_dict())
+        lm.save_pretrained(stage / "model", extra_files=extra)
         seqssm.save_config(job, stage / "config.yaml")
         atomic_write_json(stage / "metrics.json", metrics)
         atomic_write_json(stage / "history.json", task.history)

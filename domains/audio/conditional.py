@@ -1,0 +1,147 @@
+"""Audio generation conditioned on the digit and the speaker: prefix tokens in, a class embedding at every position.
+
+Dimension names: b batch · l samples · d model width · v vocabulary (2^bits quantisation levels).
+
+Interface: two prefix tokens before the start token, [digit token, speaker token, start, x_0, x_1, …]; token ids
+above the sample vocabulary name the condition (v + digit, digit = n_digits for "any digit"; v + n_digits + 1 +
+speaker, speaker = n_speakers for "any speaker"). A prompt of prefix tokens is all `generate` needs, so the core's
+decoding loop, the recurrent state and the recurrent-equals-parallel check work unchanged.
+
+Mechanism: the prefix is not fed through the state. Its two tokens select embeddings e_digit + e_speaker, a vector
+(b, d) added to the sample embedding at every position (WaveNet's global conditioning, van den Oord et al. 2016,
+section 2.5). Read only at the start, a condition would have to survive thousands of state updates (a 1 s clip is
+8,000 steps at 8 kHz) in a model trained for minutes; added everywhere, every stage of the multi-scale backbone sees
+it at every step. The addition happens in a forward hook on the backbone's embedding, so the core model is
+untouched and saves and loads as any `lm` model; the two tables are saved beside it.
+
+"Any" is a condition of its own: training replaces each given condition by "any" with probability drop_prob, so the
+same model samples unconditionally ([any, any]), by digit only or by speaker only (the classifier-free-guidance
+training recipe of Ho & Salimans 2022, without the guidance itself).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from seqssm.generation import GenerationMixin
+from seqssm.state import ModelState
+
+PREFIX = 2  # digit token, speaker token
+
+
+@dataclass
+class CondState:
+    """The inner model's recurrent state and the condition vector (b, d) that every step adds."""
+
+    inner: ModelState
+    offset: torch.Tensor
+
+
+class ConditionalSampleLM(GenerationMixin, nn.Module):
+    """An `lm` model (flat or multi-scale) with digit and speaker embeddings; see the module docstring."""
+
+    def __init__(self, lm: nn.Module, n_digits: int, speakers: Sequence[str]):
+        super().__init__()
+        if n_digits < 1 or not speakers:
+            raise ValueError(f"need one or more digits and speakers, got {n_digits} and {list(speakers)}")
+        self.lm, self.n_digits, self.speakers = lm, n_digits, list(speakers)
+        self.vocab_size = lm.config.vocab_size
+        d = lm.config.d_model
+        self.digit_embed = nn.Embedding(n_digits + 1, d)  # row n_digits: any digit
+        self.speaker_embed = nn.Embedding(len(self.speakers) + 1, d)  # last row: any speaker
+        nn.init.normal_(self.digit_embed.weight, std=0.02)  # as the sample embedding (init_weights)
+        nn.init.normal_(self.speaker_embed.weight, std=0.02)
+        self._offset: torch.Tensor | None = None
+        lm.backbone.embedding.register_forward_hook(self._add_offset)
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    # ------------------------------------------------------------------ tokens
+    def digit_token(self, digit: int | None) -> int:
+        """The prefix token of a digit (None: any digit)."""
+        if digit is not None and not 0 <= digit < self.n_digits:
+            raise ValueError(f"digit {digit}: must be in 0-{self.n_digits - 1}")
+        return self.vocab_size + (self.n_digits if digit is None else digit)
+
+    def speaker_token(self, speaker: str | None) -> int:
+        """The prefix token of a speaker name (None: any speaker)."""
+        if speaker is not None and speaker not in self.speakers:
+            raise ValueError(f"speaker {speaker!r}: unknown; this model knows {', '.join(self.speakers)}")
+        index = len(self.speakers) if speaker is None else self.speakers.index(speaker)
+        return self.vocab_size + self.n_digits + 1 + index
+
+    def prefix(self, digit: int | None, speaker: str | None) -> torch.Tensor:
+        return torch.tensor([self.digit_token(digit), self.speaker_token(speaker)])
+
+    def offset(self, prefix: torch.Tensor) -> torch.Tensor:
+        """prefix (b, 2) tokens -> the condition vector (b, d)."""
+        digit = prefix[:, 0] - self.vocab_size
+        speaker = prefix[:, 1] - self.vocab_size - self.n_digits - 1
+        if ((digit < 0) | (digit > self.n_digits)).any() or ((speaker < 0) | (speaker > len(self.speakers))).any():
+            raise ValueError(f"prefix: expected [digit token, speaker token] ids, got {prefix.tolist()[:4]}")
+        return self.digit_embed(digit) + self.speaker_embed(speaker)
+
+    # ------------------------------------------------------------------ the hook
+    def _add_offset(self, module, inputs, output):
+        if self._offset is None:
+            return output
+        return output + (self._offset[:, None, :] if output.dim() == 3 else self._offset).to(output.dtype)
+
+    @contextmanager
+    def _conditioned(self, offset: torch.Tensor):
+        self._offset = offset
+        try:
+            yield
+        finally:
+            self._offset = None
+
+    # ------------------------------------------------------------------ model API
+    def forward(self, input_ids: torch.Tensor, state: CondState | None = None, return_state: bool = False):
+        """Without a state: input_ids (b, 2 + l) = prefix then samples -> logits (b, l, v) of the samples' positions
+        (position i predicts input_ids[:, 2 + i + 1]). With a CondState (a stream going on): input_ids (b, l) are
+        samples only. Returns (logits, CondState) when return_state."""
+        if state is None:
+            if input_ids.dim() != 2 or input_ids.shape[1] < PREFIX + 1:
+                raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
+            offset, ids, inner = self.offset(input_ids[:, :PREFIX]), input_ids[:, PREFIX:], None
+        else:
+            offset, ids, inner = state.offset, input_ids, state.inner
+        with self._conditioned(offset):
+            out = self.lm(ids, state=inner, return_state=return_state or inner is not None)
+        if return_state or inner is not None:
+            logits, new = out
+            return (logits, CondState(new, offset)) if return_state else logits
+        return out
+
+    def step(self, token_ids: torch.Tensor, state: CondState) -> torch.Tensor:
+        """token_ids (b,) -> next-sample logits (b, v); the state advances in place."""
+        with self._conditioned(state.offset):
+            return self.lm.step(token_ids, state.inner)
+
+    def condition_state_dict(self) -> dict[str, torch.Tensor]:
+        return {"digit_embed": self.digit_embed.weight.detach().contiguous(),
+                "speaker_embed": self.speaker_embed.weight.detach().contiguous()}
+
+    def load_condition_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.digit_embed.weight.copy_(tensors["digit_embed"])
+            self.speaker_embed.weight.copy_(tensors["speaker_embed"])
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """The inner model's AdamW groups; the condition embeddings join the no-decay group (embeddings)."""
+        groups = self.lm.param_groups(weight_decay)
+        groups[1]["params"] = groups[1]["params"] + [self.digit_embed.weight, self.speaker_embed.weight]
+        return groups
+
+    def moe_layers(self):
+        return self.lm.moe_layers()
+
+
+__all__ = ["CondState", "ConditionalSampleLM", "PREFIX"]
