@@ -49,18 +49,28 @@ class ClassifyTrainConfig(TrainConfig):
     """TrainConfig plus epochs and early stopping. max_steps 0: max_epochs decides the length of the run."""
 
     max_steps: int = 0
-    max_epochs: int = 3
-    patience: int = 0  # stop after this many validations without improvement of `monitor` (0: never stop early)
+    max_epochs: int = 30
+    patience: int = 6  # stop after this many validations without improvement of `monitor` (0: never stop early)
     monitor: str = "val_mcc"  # the metric that picks the best model and drives early stopping
+    val_every: int = 0  # validate every val_every steps; 0: val_per_epoch times per pass over the training set
+    val_per_epoch: float = 2.0
+    # with max_minutes: the model is made narrower (d_model in steps of 16, not below 32) until a measured training
+    # step says the budget covers this many passes over the training set (0: d_model as configured)
+    target_epochs: float = 8.0
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
         # the inherited checks, with the one rule that differs here (0 steps: let max_epochs decide)
-        TrainConfig.validate(dataclasses.replace(self, max_steps=max(1, self.max_steps)), prefix)
+        TrainConfig.validate(dataclasses.replace(self, max_steps=max(1, self.max_steps),
+                                                 val_every=max(1, self.val_every)), prefix)
+        require(self.val_every >= 0, p + "val_every", self.val_every, "must be >= 0 (0: val_per_epoch decides)")
         require(self.max_steps >= 0, p + "max_steps", self.max_steps, "must be >= 0 (0: max_epochs decides)")
         require(self.max_epochs >= 1, p + "max_epochs", self.max_epochs, "must be >= 1")
         require(self.patience >= 0, p + "patience", self.patience, "must be >= 0 (0: no early stopping)")
         require(self.monitor in MONITORS, p + "monitor", self.monitor, f"must be one of {', '.join(MONITORS)}")
+        require(self.val_every > 0 or self.val_per_epoch > 0, p + "val_per_epoch", self.val_per_epoch,
+                "must be > 0 when val_every is 0")
+        require(self.target_epochs >= 0, p + "target_epochs", self.target_epochs, "must be >= 0 (0: off)")
 
 
 @dataclass
