@@ -77,7 +77,9 @@ def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict,
         "n": {"train": len(tr), "dev": len(dv), "test": len(ts) if ts else 0}, "classes": tr.classes,
         "duplicates": splits["duplicates"],
         "model": {
-            "d_model": (m.get("sizing") or {}).get("d_model"), "parameters": m["parameters"], "steps": m["steps"],
+            "d_model": (m.get("sizing") or {}).get("d_model", job.model.d_model),
+            "n_layer": (m.get("sizing") or {}).get("n_layer", job.model.n_layer),
+            "parameters": m["parameters"], "steps": m["steps"],
             "epochs": m["epochs"], "seconds": m["seconds"], "job_seconds": (m.get("timing") or {}).get("job"),
             "best_step": m["best_step"], "init_from": m.get("init_from"),
             "dev_mcc": _mcc(m["dev"], "rc_conjoin"), "dev_mcc_single": _mcc(m["dev"], "single_strand"),
@@ -125,7 +127,7 @@ def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:
     head = (f"Budget {minutes:g} min per task (training, last validation and final scoring); "
             f"{'fine-tuned from ' + init_from if init_from else 'from scratch'}. MCC; the model's is RC-conjoined "
             "(one strand in brackets); k-mer = k-mer counts + logistic regression, k and C chosen on dev.\n\n"
-            "| task | train / dev / test | duplicates train∩dev, train∩test, dev∩test | d_model, steps (epochs) | "
+            "| task | train / dev / test | duplicates train∩dev, train∩test, dev∩test | width×layers, steps (epochs) | "
             "dev MCC | k-mer dev | test MCC | k-mer test (k) | test − k-mer | published (test) |\n"
             "|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
@@ -139,7 +141,7 @@ def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:
         dup = ", ".join(str(d[key]) if key in d else "–" for key in ("train_dev", "train_test", "dev_test"))
         lines.append(
             f"| {r['task']} | {n['train']} / {n['dev']} / {n['test'] or '–'} | {dup} | "
-            f"{m['d_model'] or '–'}, {m['steps']} ({m['epochs']:.1f}) | {_fmt(m['dev_mcc'])} ({_fmt(m['dev_mcc_single'])}) | "
+            f"{m['d_model']}×{m['n_layer']}, {m['steps']} ({m['epochs']:.1f}) | {_fmt(m['dev_mcc'])} ({_fmt(m['dev_mcc_single'])}) | "
             f"{_fmt(k['dev_mcc'])} | {_fmt(m['test_mcc'])} ({_fmt(m['test_mcc_single'])}) | "
             f"{_fmt(k['test_mcc'])} ({k['k']}) | {'–' if diff is None else f'{diff:+.3f}'} | {refs} |")
     return head + "\n".join(lines) + "\n"

@@ -29,8 +29,8 @@ class ClassifyDataConfig:
     max_length: int = 512  # tokens per sequence at most
     truncation: str = "error"  # longer sequences: "error" (refused, naming the line), "right" keeps the start, "left" the end
     rc_augment: float = 0.5  # probability that a training row is replaced by its reverse complement (stranded domains)
-    batch_size: int = 64
-    eval_batch_size: int = 256
+    batch_size: int = 32
+    eval_batch_size: int = 128
     num_workers: int = 0
 
     def validate(self, prefix: str = "") -> None:
@@ -54,8 +54,9 @@ class ClassifyTrainConfig(TrainConfig):
     monitor: str = "val_mcc"  # the metric that picks the best model and drives early stopping
     val_every: int = 0  # validate every val_every steps; 0: val_per_epoch times per pass over the training set
     val_per_epoch: float = 2.0
-    # with max_minutes: the model is made narrower (d_model in steps of 16, not below 32) until a measured training
-    # step says the budget covers this many passes over the training set (0: d_model as configured)
+    # with max_minutes: the model is made narrower (d_model in steps of 16, not below 32), then shallower (n_layer
+    # down to 2), until a timed training step says the budget covers this many passes over the training set
+    # (0: the model as configured)
     target_epochs: float = 8.0
 
     def validate(self, prefix: str = "") -> None:
