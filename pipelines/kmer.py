@@ -8,8 +8,8 @@ Features: the k-mer counts of each sequence, reverse complement included (a k-me
 are counted together, so the model is strand-symmetric like the label), scaled to frequencies and then
 log(1 + 1000 x) so that a few motif hits weigh as much as many background k-mers. Windows holding a base other
 than A/C/G/T are skipped. The classifier is multinomial logistic regression with an L2 penalty 1 / (2 C n)
-per the scikit-learn convention (sum of losses + ||w||^2 / (2C)), fitted full-batch with L-BFGS in float64 on
-standardised features. k and C are chosen on dev MCC; test is scored once with the chosen pair.
+per the scikit-learn convention (sum of losses + ||w||^2 / (2C)), fitted full-batch with L-BFGS (at most 100
+iterations, float32) on standardised features. k and C are chosen on dev MCC; test is scored once with the chosen pair.
 No scikit-learn needed.
 """
 
@@ -54,15 +54,15 @@ def kmer_features(seqs: list[str], k: int) -> np.ndarray:
     return np.log1p(1000.0 * out)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, max_iter: int = 200):
+def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, max_iter: int = 100):
     """Multinomial logistic regression, loss sum + ||W||^2 / (2C) (bias unpenalised). Returns a predict function
     (n, f) -> logits (n, c)."""
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    xt = torch.from_numpy((x - mu) / sd).double()
+    xt = torch.from_numpy((x - mu) / sd).float()
     yt = torch.from_numpy(y).long()
-    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-6,
+    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float32, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-5,
                             line_search_fn="strong_wolfe")
 
     def closure():
@@ -75,7 +75,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, max_ite
     wd, bd = w.detach(), b.detach()
 
     def predict(z: np.ndarray) -> np.ndarray:
-        return (torch.from_numpy((z - mu) / sd).double() @ wd + bd).numpy()
+        return (torch.from_numpy((z - mu) / sd).float() @ wd + bd).numpy()
 
     return predict
 
