@@ -101,12 +101,19 @@ class ClassifyTask(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         """The wall-clock budget: stop when the time left no longer covers what runs after training."""
-        self._train_time += time.perf_counter() - self._step_t0
-        self._train_rows += len(batch["labels"])
+        self._steps_seen = getattr(self, "_steps_seen", 0) + 1
+        if self._steps_seen > 1:  # the first step pays for start-up (kernel compilation, allocation): not a rate
+            self._train_time += time.perf_counter() - self._step_t0
+            self._train_rows += len(batch["labels"])
         if not self.budget.seconds or self.reserve is None:
             return
-        self.reserve.train_seq_seconds = self._train_time / self._train_rows
         now = time.perf_counter()
+        if not self._train_rows and self.reserve.val_seq_seconds is None:  # no rate yet: only the hard limit
+            if now - self.job_start >= self.budget.seconds:
+                self.trainer.should_stop = True
+            return
+        if self._train_rows:
+            self.reserve.train_seq_seconds = self._train_time / self._train_rows
         left = self.budget.seconds - (now - self.job_start) - self.reserve.seconds()
         if self.budget.start is not None:  # the cosine schedule reaches its end when training has to stop
             self.budget.train_seconds = max(1.0, now - self.budget.start + left)
