@@ -50,7 +50,9 @@ class ClassifyTrainConfig(TrainConfig):
 
     max_steps: int = 0
     max_epochs: int = 30
-    patience: int = 6  # stop after this many validations without improvement of `monitor` (0: never stop early)
+    # stop after this many validations without improvement of `monitor` (0: never stop early); runs without a
+    # time budget only (with max_minutes the budget ends the run, the schedule annealing to its end)
+    patience: int = 6
     monitor: str = "val_mcc"  # the metric that picks the best model and drives early stopping
     val_every: int = 0  # validate every val_every steps; 0: val_per_epoch times per pass over the training set
     val_per_epoch: float = 2.0

@@ -17,7 +17,8 @@ from seqssm.pipelines.cli import main
 
 def test_budget_covers_the_whole_job(tmp_path):
     """A run that would take many minutes without a budget ends within its budget plus a minute, and stops
-    on the clock (fewer steps than its epochs allow), not at its step or epoch limit."""
+    on the clock (fewer steps than its epochs allow), not at its step or epoch limit, nor by early stopping
+    (patience 1 applies to runs without a budget only)."""
     d = tmp_path / "data"
     d.mkdir()
     tr = write_csv(d / "train.csv", make_rows(256, seed=1, length=(150, 200)))
@@ -25,7 +26,7 @@ def test_budget_covers_the_whole_job(tmp_path):
     te = write_csv(d / "test.csv", make_rows(64, seed=3, length=(150, 200)))
     minutes = 0.4
     sets = [kv for kv in TINY_CLS if not kv.startswith(("train.max_steps", "train.val_every"))]
-    sets += [f"train.max_minutes={minutes}", "train.max_epochs=100000", "train.val_every=0", "train.patience=0",
+    sets += [f"train.max_minutes={minutes}", "train.max_epochs=100000", "train.val_every=0", "train.patience=1",
              "train.target_epochs=0"]
     t0 = time.perf_counter()
     assert main(["classify", "train", "--train", tr, "--val", dv, "--test", te, "--out", str(tmp_path / "run"),
