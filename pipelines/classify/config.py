@@ -59,7 +59,7 @@ class ClassifyTrainConfig(TrainConfig):
     # with max_minutes: the model is made narrower (d_model in steps of 16, not below 32), then shallower (n_layer
     # down to 2), until a timed training step says the budget covers this many passes over the training set
     # (0: the model as configured)
-    target_epochs: float = 8.0
+    target_epochs: float = 4.0
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
