@@ -128,12 +128,12 @@ def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:
             f"{'fine-tuned from ' + init_from if init_from else 'from scratch'}. MCC; the model's is RC-conjoined "
             "(one strand in brackets); k-mer = k-mer counts + logistic regression, k and C chosen on dev.\n\n"
             "| task | train / dev / test | duplicates train∩dev, train∩test, dev∩test | width×layers, steps (epochs) | "
-            "dev MCC | k-mer dev | test MCC | k-mer test (k) | test − k-mer | published (test) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+            "job s | dev MCC | k-mer dev | test MCC | k-mer test (k) | test − k-mer | published (test) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['task']} | **failed**: {r['error']} | | | | | | | | |")
+            lines.append(f"| {r['task']} | **failed**: {r['error']} | | | | | | | | | |")
             continue
         m, k, n, d = r["model"], r["kmer"], r["n"], r["duplicates"]
         diff = None if m["test_mcc"] is None or k["test_mcc"] is None else m["test_mcc"] - k["test_mcc"]
@@ -141,10 +141,16 @@ def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:
         dup = ", ".join(str(d[key]) if key in d else "–" for key in ("train_dev", "train_test", "dev_test"))
         lines.append(
             f"| {r['task']} | {n['train']} / {n['dev']} / {n['test'] or '–'} | {dup} | "
-            f"{m['d_model']}×{m['n_layer']}, {m['steps']} ({m['epochs']:.1f}) | {_fmt(m['dev_mcc'])} ({_fmt(m['dev_mcc_single'])}) | "
+            f"{m['d_model']}×{m['n_layer']}, {m['steps']} ({m['epochs']:.1f}) | {_fmt(m['job_seconds'], 0)} | {_fmt(m['dev_mcc'])} ({_fmt(m['dev_mcc_single'])}) | "
             f"{_fmt(k['dev_mcc'])} | {_fmt(m['test_mcc'])} ({_fmt(m['test_mcc_single'])}) | "
             f"{_fmt(k['test_mcc'])} ({k['k']}) | {'–' if diff is None else f'{diff:+.3f}'} | {refs} |")
     return head + "\n".join(lines) + "\n"
+
+
+def main_table(run: str | Path) -> str:
+    """The markdown table of a benchmark run folder, from its results.json."""
+    res = json.loads((Path(run) / "results.json").read_text())
+    return table_markdown(res["tasks"], res["minutes_per_task"], res["init_from"] or "")
 
 
 def run_benchmark(suite: str, out: str, config: str | None, overrides=(), minutes: float = 10.0,
