@@ -9,7 +9,7 @@ right-padded batches -> optional random reverse complement of each row (data.rc_
 seqssm.build_model(head "classify") -> cross-entropy. AdamW with linear warm-up and cosine decay
 (training.lr_schedule) over the whole run. The dev split is
 scored every train.val_every steps; the weights with the best `train.monitor` are kept in memory and become the
-saved model, and train.patience validations without improvement stop the run early.
+saved model, and train.patience validations without improvement stop a run that has no time budget early.
 
 At the end the selected model is scored on dev (and on the dev sequences that do not occur in train, when some
 do) and test, each with reverse-complement conjoining on and off: one pass per split, both strands of a batch
@@ -88,7 +88,7 @@ class ClassifyTask(L.LightningModule):
         # the job's clock (the budget covers the whole job) and what must still run after training
         self.job_start = time.perf_counter() if job_start is None else job_start
         self.reserve = reserve
-        self._step_t0, self._train_rows, self._train_time = 0.0, 0, 0.0
+        self._step_t0, self._train_rows, self._train_time, self._steps_seen = 0.0, 0, 0.0, 0
         self.val_rows = 0
         self.rc = plugin.random_reverse_complement(job.data.rc_augment, job.train.seed) if plugin.strands else None
         self.history: dict[str, list] = {"train": [], "val": []}
@@ -101,7 +101,7 @@ class ClassifyTask(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         """The wall-clock budget: stop when the time left no longer covers what runs after training."""
-        self._steps_seen = getattr(self, "_steps_seen", 0) + 1
+        self._steps_seen += 1
         if self._steps_seen > 1:  # the first step pays for start-up (kernel compilation, allocation): not a rate
             self._train_time += time.perf_counter() - self._step_t0
             self._train_rows += len(batch["labels"])
