@@ -183,14 +183,15 @@ def _time_steps(job: ClassifyJobConfig, batch: dict, steps: int = 2) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def choose_width(job: ClassifyJobConfig, t_max: float, steps_per_epoch: int, seconds_left: float,
+def choose_width(job: ClassifyJobConfig, t_max: float, steps_per_epoch: int, seconds_left,
                  log=print) -> tuple[int, int, dict]:
     """train.target_epochs with a time budget: the largest model — width first (the configured d_model, else
     lower multiples of 16, not below 32), then depth (n_layer down to 2) — whose predicted training time covers
     target_epochs passes over the training set. Returns (d_model, n_layer, what was measured and chosen).
 
     `t_max`: the seconds of one training step of the configured model (_time_steps). Smaller models are predicted
-    from it as proportional to d_model · n_layer. Measured on this project's CPU (one thread, batch 64, 300 bp,
+    from it as proportional to d_model · n_layer. `seconds_left(step_seconds)`: the training time the budget leaves
+    a model with that step time (the final scoring of a smaller model is cheaper too). Measured on this project's CPU (one thread, batch 64, 300 bp,
     4 layers): 7.6k / 3.9k / 1.7k training tokens per second at d_model 32 / 64 / 128, so the real saving of a
     narrower model is at least the linear one and the prediction errs on the side of fitting the budget. The
     reason to shrink at all: on a small budget and a small task, passes over the data matter more than width (a
@@ -199,21 +200,25 @@ def choose_width(job: ClassifyJobConfig, t_max: float, steps_per_epoch: int, sec
     d_max, l_max = job.model.d_model, job.model.n_layer
     need = job.train.target_epochs * steps_per_epoch
     info = {"configured_d_model": d_max, "configured_n_layer": l_max, "step_seconds_at_configured": round(t_max, 4),
-            "steps_needed": need, "train_seconds_left": round(seconds_left, 1)}
+            "steps_needed": need}
     even = 2 if job.model.strand.rc_equivariant else 1
 
     def cost(d, n):
         return (d / d_max) * (n / l_max) * t_max
 
+    def fits(d, n):
+        return cost(d, n) * need <= seconds_left(cost(d, n))
+
     d, n = d_max, l_max
-    while d > 32 and cost(d, n) * need > seconds_left:
+    while d > 32 and not fits(d, n):
         d = max(32, (d - 1) // 16 * 16)  # the next multiple of 16 below
-    while n > 2 and cost(d, n) * need > seconds_left:
+    while n > 2 and not fits(d, n):
         n -= 1
     d, n = min(d, d_max) - d % even, min(n, l_max)
-    info.update(d_model=d, n_layer=n, predicted_steps=int(seconds_left / cost(d, n)))
+    left = seconds_left(cost(d, n))
+    info.update(d_model=d, n_layer=n, train_seconds_left=round(left, 1), predicted_steps=int(left / cost(d, n)))
     log(f"seqssm classify train: d_model {d}, n_layer {n} (a step of d_model {d_max}, {l_max} layers took "
-        f"{t_max:.2f} s; {need:g} steps for {job.train.target_epochs:g} epochs in {seconds_left:.0f} s of training)")
+        f"{t_max:.2f} s; {need:g} steps for {job.train.target_epochs:g} epochs in {left:.0f} s of training)")
     return d, n, info
 
 
@@ -271,9 +276,12 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
         torch.manual_seed(t.seed)
         probe = collate([train[i] for i in torch.randperm(len(train))[: d.batch_size].tolist()])
         t_max = _time_steps(job, probe)
-        reserve.train_seq_seconds = t_max / len(probe["labels"])  # the configured width's: errs on the safe side
-        left = 60 * t.max_minutes - (time.perf_counter() - job_start) - reserve.seconds()
-        width, depth, sizing = choose_width(job, t_max, steps_per_epoch, left)
+
+        def seconds_left(step_seconds: float) -> float:  # the budget after the scoring of a model this fast
+            reserve.train_seq_seconds = step_seconds / len(probe["labels"])
+            return 60 * t.max_minutes - (time.perf_counter() - job_start) - reserve.seconds()
+
+        width, depth, sizing = choose_width(job, t_max, steps_per_epoch, seconds_left)
         job = dataclasses.replace(job, model=dataclasses.replace(job.model, d_model=width, n_layer=depth))
         reserve.train_seq_seconds = None
     if not t.val_every:
