@@ -58,12 +58,13 @@ def test_choose_width(seconds_left, want):
 
 def test_choose_width_counts_the_cheaper_scoring_of_a_smaller_model():
     """The time left depends on the candidate: a model half as costly also scores in half the time."""
-    def left(step_seconds):  # 400 s of budget, scoring costs 200 steps' worth
-        return 400 - 200 * step_seconds
+    def left(step_seconds):  # 150 s of budget, the scoring costs 100 training steps' worth
+        return 150 - 100 * step_seconds
 
-    d, n, _ = choose_width(_job(), t_max=1.0, steps_per_epoch=25, seconds_left=left, log=lambda s: None)
-    # 100 steps needed: 128 wide: 100 > 400 - 200; 64 wide: 50 <= 400 - 100
-    assert (d, n) == (64, 4)
+    d, n, _ = choose_width(_job(target=4.0), t_max=1.0, steps_per_epoch=25, seconds_left=left, log=lambda s: None)
+    # 100 steps needed. 128 wide: 100 > 150 - 100; 112: 87.5 > 62.5; 96: 75 <= 75. With the configured model's
+    # scoring cost for every candidate (50 s left) it would have gone down to 48
+    assert (d, n) == (96, 4)
 
 
 def test_eval_reserve_counts_both_strands_and_the_last_validation():
