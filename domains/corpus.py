@@ -43,6 +43,11 @@ class Corpus:
         """Files saved beside a model pretrained on this corpus (its tokenizer or quantiser)."""
         return {}
 
+    def record_weights(self, names, spans) -> np.ndarray:
+        """The probability of drawing a window from each record (its name, its number of window starts):
+        proportional to the starts, so every training position is equally likely."""
+        return np.array(spans, dtype=np.float64) / sum(spans)
+
     def check_window(self, length: int) -> None:
         """One-line error, before any compute, when no record has room for a training window of `length`."""
         longest = max(cut for _, _, cut in self.records)
@@ -59,7 +64,7 @@ class Corpus:
         if not usable:
             raise DomainInputError(f"{self.path}: no record has more than {length} training tokens")
         names, spans = zip(*usable)
-        weights = np.array(spans, dtype=np.float64) / sum(spans)
+        weights = self.record_weights(names, spans)
         rng = np.random.default_rng([seed, step, rank])
         rows = []
         for _ in range(batch):

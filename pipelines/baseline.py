@@ -49,7 +49,7 @@ def _cmd_markov(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("baseline", help="classical baselines to beat (order-k Markov models of a genome)")
+    p = subparsers.add_parser("baseline", help="classical baselines to beat (order-k Markov models of a genome, k-mer logistic regression)")
     sub = p.add_subparsers(dest="baseline_command", metavar="WHAT")
     sub.required = True
     mk = sub.add_parser("markov", help="bits per nucleotide of order-k Markov models on a genome's held-out tail")
@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     mk.add_argument("--max-order", type=int, default=12, help="largest context length k")
     mk.add_argument("--out", help="also write the table as JSON")
     mk.set_defaults(func=_cmd_markov)
+    from seqssm.pipelines import kmer  # light: numpy and torch only
+
+    kmer.register(sub)
 
 
 __all__ = ["markov_baseline"]

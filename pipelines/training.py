@@ -30,14 +30,17 @@ class TimeBudget:
     def __init__(self, minutes: float):
         self.seconds = 60.0 * minutes
         self.start: float | None = None
+        # the seconds of training the schedule spreads itself over; a job that keeps time for work after
+        # training (classify: the final scoring) lowers it as it learns how long that work takes
+        self.train_seconds: float | None = None
 
     def fraction(self) -> float:
-        """The share of the budget spent (0 without a budget)."""
+        """The share of the training time spent (0 without a budget)."""
         if not self.seconds:
             return 0.0
         if self.start is None:
             self.start = time.perf_counter()
-        return (time.perf_counter() - self.start) / self.seconds
+        return (time.perf_counter() - self.start) / (self.train_seconds or self.seconds)
 
     def trainer_kwargs(self) -> dict:
         """Lightning stops the fit at the budget (and runs the usual end-of-fit hooks)."""

@@ -43,7 +43,14 @@ class DNAPlugin:
     read_labelled = staticmethod(read_labelled)
     iter_records = staticmethod(iter_records)
 
-    def corpus(self, path, holdout: float, options=None) -> GenomeCorpus:
+    def corpus(self, path, holdout: float, options=None):
+        """GenomeCorpus of `path`, or, when the options name several genomes (pretrain data.genomes, entries
+        with name, path and weight), a MultiGenomeCorpus of them."""
+        genomes = getattr(options, "genomes", None) or []
+        if genomes:
+            from seqssm.domains.dna.multigenome import MultiGenomeCorpus
+
+            return MultiGenomeCorpus([(g.name, g.path, g.weight) for g in genomes], holdout)
         return GenomeCorpus(path, holdout)
 
     def vocab_size(self, options=None) -> int:

@@ -63,9 +63,22 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.classify.benchmark import run_benchmark, table_markdown
+
+    only = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    rows = run_benchmark(args.suite, args.out, args.config, args.set, args.minutes, args.init_from or "", only)
+    print(table_markdown(rows, args.minutes, args.init_from or ""))
+    failed = [r["task"] for r in rows if r["status"] != "ok"]
+    print(f"seqssm classify benchmark: {len(rows) - len(failed)} of {len(rows)} tasks done"
+          + (f", failed: {', '.join(failed)}" if failed else "") + f"; table in {Path(args.out) / 'results.md'}")
+    return 1 if failed else 0
+
+
 def register(subparsers) -> None:
     cl = subparsers.add_parser("classify",
-                               help="sequence classification (DNA, or data.domain): train, eval, predict, embed")
+                               help="sequence classification (DNA, or data.domain): train, eval, predict, embed, "
+                                    "benchmark")
     sub = cl.add_subparsers(dest="classify_command", metavar="ACTION")
     sub.required = True
 
@@ -98,3 +111,15 @@ def register(subparsers) -> None:
     em.add_argument("--out", required=True, help="EMB.safetensors or EMB.npy")
     em.add_argument("--per-position", action="store_true", help="(n, l, d) zero-padded instead of pooled (n, d)")
     em.set_defaults(func=_cmd_embed)
+
+    bm = sub.add_parser("benchmark", help="one config over every task of a suite, beside the k-mer baseline; "
+                                          "one table (resumable)")
+    bm.add_argument("--suite", required=True, help="folder of task folders, each with train/dev[/test] .csv or .tsv")
+    bm.add_argument("--out", required=True, help="run folder (an existing one is resumed: finished tasks are kept)")
+    bm.add_argument("--config", help=f"job YAML, or a shipped config name (default: {DEFAULT_CONFIG})")
+    bm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for all tasks")
+    bm.add_argument("--minutes", type=float, default=10.0,
+                    help="wall-clock budget per task, final scoring included (default 10)")
+    bm.add_argument("--init-from", help="fine-tune every task from this pretrained model or run folder")
+    bm.add_argument("--tasks", help="only these task folders, comma-separated")
+    bm.set_defaults(func=_cmd_benchmark)

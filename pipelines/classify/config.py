@@ -29,8 +29,8 @@ class ClassifyDataConfig:
     max_length: int = 512  # tokens per sequence at most
     truncation: str = "error"  # longer sequences: "error" (refused, naming the line), "right" keeps the start, "left" the end
     rc_augment: float = 0.5  # probability that a training row is replaced by its reverse complement (stranded domains)
-    batch_size: int = 64
-    eval_batch_size: int = 256
+    batch_size: int = 32
+    eval_batch_size: int = 128
     num_workers: int = 0
 
     def validate(self, prefix: str = "") -> None:
@@ -49,18 +49,31 @@ class ClassifyTrainConfig(TrainConfig):
     """TrainConfig plus epochs and early stopping. max_steps 0: max_epochs decides the length of the run."""
 
     max_steps: int = 0
-    max_epochs: int = 3
-    patience: int = 0  # stop after this many validations without improvement of `monitor` (0: never stop early)
+    max_epochs: int = 30
+    # stop after this many validations without improvement of `monitor` (0: never stop early); runs without a
+    # time budget only (with max_minutes the budget ends the run, the schedule annealing to its end)
+    patience: int = 6
     monitor: str = "val_mcc"  # the metric that picks the best model and drives early stopping
+    val_every: int = 0  # validate every val_every steps; 0: val_per_epoch times per pass over the training set
+    val_per_epoch: float = 2.0
+    # with max_minutes: the model is made narrower (d_model in steps of 16, not below 32), then shallower (n_layer
+    # down to 2), until a timed training step says the budget covers this many passes over the training set
+    # (0: the model as configured)
+    target_epochs: float = 4.0
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
         # the inherited checks, with the one rule that differs here (0 steps: let max_epochs decide)
-        TrainConfig.validate(dataclasses.replace(self, max_steps=max(1, self.max_steps)), prefix)
+        TrainConfig.validate(dataclasses.replace(self, max_steps=max(1, self.max_steps),
+                                                 val_every=max(1, self.val_every)), prefix)
+        require(self.val_every >= 0, p + "val_every", self.val_every, "must be >= 0 (0: val_per_epoch decides)")
         require(self.max_steps >= 0, p + "max_steps", self.max_steps, "must be >= 0 (0: max_epochs decides)")
         require(self.max_epochs >= 1, p + "max_epochs", self.max_epochs, "must be >= 1")
         require(self.patience >= 0, p + "patience", self.patience, "must be >= 0 (0: no early stopping)")
         require(self.monitor in MONITORS, p + "monitor", self.monitor, f"must be one of {', '.join(MONITORS)}")
+        require(self.val_every > 0 or self.val_per_epoch > 0, p + "val_per_epoch", self.val_per_epoch,
+                "must be > 0 when val_every is 0")
+        require(self.target_epochs >= 0, p + "target_epochs", self.target_epochs, "must be >= 0 (0: off)")
 
 
 @dataclass

@@ -144,6 +144,26 @@ def dataset_logits(model, plugin, collate: ClassifyCollate, ds, batch_size: int,
     return torch.cat(out), torch.cat(ys)
 
 
+@torch.no_grad()
+def dataset_logits_both(model, plugin, collate: ClassifyCollate, ds, batch_size: int):
+    """Logits of both strands in one pass: forward (n, c), reverse-complement (n, c) and labels (n,).
+
+    Each batch goes through the model once as 2b rows (the sequences, then their reverse complements; right
+    padding is kept, so one mask serves both halves), which costs one pass per split instead of two, and both
+    the single-strand and the conjoined metrics come from it (conjoined = the mean of the two logits)."""
+    model.eval()
+    fwd, rev, ys = [], [], []
+    for i in range(0, len(ds), batch_size):
+        batch = collate([ds[j] for j in range(i, min(len(ds), i + batch_size))])
+        ids, mask = batch["input_ids"], batch["attention_mask"]  # (b, l)
+        rc = collate.tokenizer.reverse_complement_ids(ids, mask)
+        both = model(torch.cat([ids, rc]), torch.cat([mask, mask]))  # (2b, c)
+        fwd.append(both[: len(ids)])
+        rev.append(both[len(ids):])
+        ys.append(batch["labels"])
+    return torch.cat(fwd), torch.cat(rev), torch.cat(ys)
+
+
 def evaluate(model, plugin, collate, ds, classes: list[str], batch_size: int, conjoin: bool) -> dict:
     """classification_metrics of `model` on a labelled dataset `ds` (sequences, labels, classes)."""
     logits, labels = dataset_logits(model, plugin, collate, ds, batch_size, conjoin)

@@ -31,6 +31,16 @@ class LengthStage:
 
 
 @dataclass
+class GenomeSource:
+    """One genome of a multi-genome corpus (data.genomes): a FASTA (plain or .gz), a short name, and its share of
+    the training windows (weights are normalised over the genomes)."""
+
+    name: str = ""
+    path: str = ""
+    weight: float = 1.0
+
+
+@dataclass
 class PretrainDataConfig:
     """Where pretraining windows come from. The last `holdout` of every record (fasta), of the file (bytes) or of
     every audio file (audio) is held out for evaluation; training windows are drawn from the rest, window i of
@@ -50,9 +60,22 @@ class PretrainDataConfig:
     eval_max_tokens: int = 0  # score at most this many held-out tokens during training (0: all); the end: all
     sample_rate: int = 16000  # audio: every file is resampled to this rate
     bits: int = 8  # audio: mu-law levels 2^bits (model.vocab_size must match)
+    # fasta: several genomes instead of `path`, each with its sampling weight (both strands, every record's tail held
+    # out, as for one genome)
+    genomes: List[GenomeSource] = field(default_factory=list)
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
+        if self.genomes:
+            require(self.source == "fasta", p + "source", self.source, "must be fasta with data.genomes")
+            require(not self.path, p + "path", self.path, "must be empty with data.genomes (--data names one file)")
+            for i, g in enumerate(self.genomes):
+                require(bool(g.name) and "/" not in g.name, f"{p}genomes[{i}].name", g.name,
+                        "must be non-empty, without '/'")
+                require(bool(g.path), f"{p}genomes[{i}].path", g.path, "must name a FASTA file")
+                require(g.weight > 0, f"{p}genomes[{i}].weight", g.weight, "must be > 0")
+            names = [g.name for g in self.genomes]
+            require(len(set(names)) == len(names), p + "genomes", names, "names must be unique")
         known = domains.sources()
         require(self.source in known, p + "source", self.source,
                 f"must be the source of an installed domain ({', '.join(known)})")

@@ -155,11 +155,19 @@ class _Steps(torch.utils.data.Dataset):
         return i
 
 
+def _data_name(data, short: bool = False) -> str:
+    """The data of a run in its metrics and plot title: the file, or the genomes with their weights."""
+    if data.genomes:
+        return " + ".join(f"{g.name} ({g.weight:g})" if short else f"{g.name}={Path(g.path).resolve()} ({g.weight:g})"
+                          for g in data.genomes)
+    return Path(data.path).name if short else str(Path(data.path).resolve())
+
+
 def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     """Run (or resume) the job; writes checkpoints as it goes and the run folder's artifacts at the end."""
     validate_tree(job)
-    if not job.data.path:
-        raise UsageError("data.path is empty: pass --data FILE (or --set data.path=FILE)")
+    if not job.data.path and not job.data.genomes:
+        raise UsageError("data.path is empty: pass --data FILE (or --set data.path=FILE, or list data.genomes)")
     t, total = job.train, job.schedule.total_steps
     corpus = domains.by_source(job.data.source).corpus(job.data.path, job.data.holdout, job.data)
     corpus.check_window(max(st.seq_len for st in job.schedule.stages))
@@ -205,7 +213,7 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     model = model.cpu()
     final = score_heldout(model, corpus, job, final=True)
     metrics = {
-        "data": str(Path(job.data.path).resolve()), "source": job.data.source, "objective": job.objective.kind,
+        "data": _data_name(job.data), "source": job.data.source, "objective": job.objective.kind,
         "steps": int(trainer.global_step),
         "resumed_from": str(start) if start else None, "seconds_this_process": round(seconds, 1),
         "parameters": sum(p.numel() for p in model.parameters()), "init_from": t.init_from or None,
@@ -218,7 +226,7 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         seqssm.save_config(job, stage / "config.yaml")
         atomic_write_json(stage / "metrics.json", metrics)
         atomic_write_json(stage / "history.json", task.history)
-        plot_curves(task.history, stage / "curves.png", f"{Path(job.data.path).name}: pretraining",
+        plot_curves(task.history, stage / "curves.png", f"{_data_name(job.data, short=True)}: pretraining",
                     unit=unit_of(job.data.source))
         publish(stage, out, ARTIFACTS)
     return metrics

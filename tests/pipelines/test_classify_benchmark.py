@@ -1,0 +1,135 @@
+"""`seqssm classify benchmark` and `seqssm baseline kmer` on tiny synthetic suites in tmp folders (a tiny model,
+a few steps per task: seconds on one CPU thread)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from classify_helpers import TINY_CLS, make_rows, write_csv
+from seqssm.pipelines.cli import main
+from seqssm.pipelines.kmer import kmer_features, mcc
+
+# the budget is generous for these few steps: the tiny job ends on max_steps, the budget only bounds it
+SUITE_SET = [kv for kv in TINY_CLS if not kv.startswith("train.max_steps")] + ["train.max_steps=8",
+                                                                                "train.target_epochs=0"]
+
+
+def _args(suite, out, extra=()):
+    args = ["classify", "benchmark", "--suite", str(suite), "--out", str(out), "--minutes", "5"]
+    for kv in SUITE_SET + list(extra):
+        args += ["--set", kv]
+    return args
+
+
+def _gue_task(folder, seed=0, n=(64, 24, 16)):
+    folder.mkdir(parents=True)
+    for split, k, s in zip(("train", "dev", "test"), n, range(3)):
+        write_csv(folder / f"{split}.csv", make_rows(k, seed=seed + s))
+
+
+def _gb_task(folder, seed=10):
+    """Genomic Benchmarks' layout: TSV `seq<TAB>label`."""
+    folder.mkdir(parents=True)
+    for split, k, s in (("train", 64, 0), ("dev", 24, 1), ("test", 16, 2)):
+        (folder / f"{split}.tsv").write_text("seq\tlabel\n" + "".join(f"{q}\t{y}\n" for q, y in
+                                                                       make_rows(k, seed=seed + s)))
+
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    suite = root / "suite"
+    _gue_task(suite / "a_gue")
+    _gb_task(suite / "b_genomic_benchmarks")
+    bad = suite / "c_no_train"
+    bad.mkdir(parents=True)
+    write_csv(bad / "dev.csv", make_rows(8))
+    _gue_task(suite / "d_labels_differ")
+    write_csv(suite / "d_labels_differ" / "dev.csv", [(s, "0") for s, _ in make_rows(8)])
+    _gue_task(suite / "e_empty_split")
+    (suite / "e_empty_split" / "test.csv").write_text("sequence,label\n")
+    _gue_task(suite / "f_dups")
+    rows = make_rows(64, seed=0)
+    write_csv(suite / "f_dups" / "dev.csv", rows[:5] + make_rows(19, seed=5))  # 5 dev rows also in train
+    (suite / "references.yaml").write_text("a_gue: {Some-Model: 0.5}\n")
+    out = root / "run"
+    code = main(_args(suite, out))
+    return suite, out, code
+
+
+def test_suite_table_rows_and_failures(suite_run):
+    suite, out, code = suite_run
+    assert code == 1  # some tasks failed (and were named)
+    res = json.loads((out / "results.json").read_text())
+    rows = {r["task"]: r for r in res["tasks"]}
+    assert [r["task"] for r in res["tasks"]] == sorted(p.name for p in suite.iterdir() if p.is_dir())
+    for ok in ("a_gue", "b_genomic_benchmarks", "f_dups"):
+        r = rows[ok]
+        assert r["status"] == "ok", r
+        assert -1 <= r["model"]["test_mcc"] <= 1 and -1 <= r["kmer"]["test_mcc"] <= 1
+        assert r["model"]["steps"] == 8
+        assert (out / "plots" / f"{ok}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rows["a_gue"]["references"] == {"Some-Model": 0.5}
+    assert rows["f_dups"]["duplicates"]["train_dev"] == 5
+    assert "no train split" in rows["c_no_train"]["error"]
+    assert "label sets differ" in rows["d_labels_differ"]["error"] and "'1'" in rows["d_labels_differ"]["error"]
+    assert "no sequences" in rows["e_empty_split"]["error"] and "test.csv" in rows["e_empty_split"]["error"]
+    for bad in ("c_no_train", "d_labels_differ", "e_empty_split"):
+        assert "\n" not in rows[bad]["error"]
+    md = (out / "results.md").read_text()
+    assert md.count("**failed**") == 3 and "Some-Model 0.500" in md
+
+
+def test_resume_skips_finished_tasks_and_reruns_failed_ones(suite_run, capsys):
+    suite, out, _ = suite_run
+    before = (out / "tasks" / "a_gue" / "result.json").stat().st_mtime_ns
+    (suite / "e_empty_split" / "test.csv").write_text("sequence,label\n" + "".join(
+        f"{s},{y}\n" for s, y in make_rows(16, seed=7)))  # fixed: runs now
+    capsys.readouterr()
+    assert main(_args(suite, out, )) == 1
+    text = capsys.readouterr().out
+    assert "[a_gue] finished before: not rerun" in text
+    assert (out / "tasks" / "a_gue" / "result.json").stat().st_mtime_ns == before
+    rows = {r["task"]: r for r in json.loads((out / "results.json").read_text())["tasks"]}
+    assert rows["e_empty_split"]["status"] == "ok"
+
+
+def test_resume_with_another_config_is_refused(suite_run, capsys):
+    suite, out, _ = suite_run
+    assert main(_args(suite, out, ["train.lr=0.01"])) == 2
+    err = capsys.readouterr().err
+    assert "another suite or config" in err and len(err.strip().splitlines()) == 1
+
+
+def test_suite_without_task_folders_is_one_line(tmp_path, capsys):
+    assert main(_args(tmp_path, tmp_path / "run")) == 2
+    assert "no task folders" in capsys.readouterr().err
+
+
+def test_kmer_features_pool_both_strands():
+    x = kmer_features(["AACG", "CGTT"], 2)  # reverse complements of each other: same features
+    assert np.array_equal(x[0], x[1]) and x.shape == (2, 16)
+    assert kmer_features(["ANNA"], 3).sum() == 0  # no window without N
+
+
+def test_mcc_matches_definition():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0, 1, 1, 1, 0, 0])
+    tp, tn, fp, fn = 2, 2, 1, 1
+    want = (tp * tn - fp * fn) / np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert mcc(p, y, 2) == pytest.approx(want)
+    assert mcc(np.zeros(6, int), y, 2) == 0.0
+
+
+def test_baseline_kmer_cli_learns_a_motif(tmp_path, capsys):
+    tr = write_csv(tmp_path / "train.csv", make_rows(200, seed=1))
+    dv = write_csv(tmp_path / "dev.csv", make_rows(60, seed=2))
+    te = write_csv(tmp_path / "test.csv", make_rows(60, seed=3))
+    out = tmp_path / "k.json"
+    assert main(["baseline", "kmer", "--train", tr, "--val", dv, "--test", te, "--k", "3,4", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["k"] in (3, 4) and res["test_mcc"] > 0.6  # the GCGCGC motif is easy for k-mer counts
+    assert main(["baseline", "kmer", "--train", tr, "--val", dv, "--k", "0"]) == 2
