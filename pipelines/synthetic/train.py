@@ -252,8 +252,9 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "", checkpoint=None, resume
             sync()
             checkpoint(model, opt, sched, gen, st)
             last_save = time.perf_counter()
-            bar.write(f"checkpoint at step {st.step} ({st.seconds / 60:.1f} min, loss {losses[-1]:.4f}, running "
-                      f"accuracy {running:.3f})", file=sys.stderr)
+            if t.progress_bar:  # the progress line's companion; quiet runs stay quiet
+                bar.write(f"checkpoint at step {st.step} ({st.seconds / 60:.1f} min, loss {losses[-1]:.4f}, running "
+                          f"accuracy {running:.3f})", file=sys.stderr)
     sync()
     bar.close()
     running = sum(recent) / len(recent) if recent else None
