@@ -39,6 +39,8 @@ def load_eval_job(task: str, config: str | None, overrides=(), layer=None, compa
 def _cmd(args: argparse.Namespace) -> int:
     if args.resume is not None or args.score is not None:
         return _long_run_cmd(args)
+    if args.combine is not None:
+        return _combine_cmd(args)
     if args.budget is not None and args.budget < 0:
         raise UsageError(f"--budget: must be >= 0 seconds (0: no limit), got {args.budget:g}")
     job = load_eval_job(args.task, args.config, args.set, args.layer, args.compare, args.budget, args.out)
@@ -73,6 +75,22 @@ def _long_run_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _combine_cmd(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.synthetic import longrun
+
+    runs = [r.strip() for r in args.combine.split(",")]
+    if not all(runs):
+        raise UsageError(f"--combine {args.combine!r}: expected comma-separated run folders")
+    others = [n for n, v in (("--config", args.config), ("--set", args.set or None), ("--layer", args.layer),
+                             ("--compare", args.compare), ("--budget", args.budget)) if v is not None]
+    if others:
+        raise UsageError(f"--combine: {others[0]} cannot be combined with it (it only reads scored runs)")
+    if args.out is None:
+        raise UsageError("--combine: --out DIR is required (where the table and plot go)")
+    longrun.combine_runs(args.task, runs, args.out)
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="synthetic tasks: selective copying, induction heads, copy, phonebook")
     p.add_argument("task", choices=list(EVAL_JOBS))
@@ -87,4 +105,6 @@ def register(subparsers) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the long run in folder RUN from its last checkpoint")
     p.add_argument("--score", metavar="RUN", help="score the latest checkpoint of long run RUN (finished or still "
                    "running) at eval.lengths (--set eval.*), into RUN/score-step<N> or --out")
+    p.add_argument("--combine", metavar="RUN1,RUN2,...", help="one table and plot (--out DIR) of the models of "
+                   "several scored runs")
     p.set_defaults(func=_cmd)

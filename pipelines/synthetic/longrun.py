@@ -208,3 +208,87 @@ def score_run(task: str, run: str, overrides=(), out: str | None = None, log=pri
         raise UsageError(f"--out {target}: exists and is not a folder")
     log(f"scoring {run} at step {state['loop']['step']} into {target}: lengths {sorted(set(job.eval.lengths))}")
     return score_checkpoint(job, state, target, log=log)
+
+
+# ------------------------------------------------------------------------------------------------- combining
+
+
+def combine_runs(task: str, runs: list[str], out: str, log=print) -> dict:
+    """`--combine RUN1,RUN2,... --out DIR`: the models of several scored runs (long runs, --score folders,
+    --compare runs) in one table and one plot (accuracy against length, log-2 axis, one line per model)."""
+    results, first = [], None
+    for run in runs:
+        path = Path(run) / "metrics.json" if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise UsageError(f"--combine {run}: no metrics.json there (score the run first)")
+        try:
+            metrics = json.loads(path.read_text())
+            rows = metrics["results"]
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"--combine {path}: not a metrics.json of seqssm eval") from None
+        if metrics.get("task") != task:
+            raise UsageError(f"--combine {path}: a run of task {metrics.get('task')}, not {task}")
+        first = first or metrics
+        for r in rows:
+            results.append({**r, "threads": metrics.get("threads"), "source": str(path)})
+    lengths = sorted({int(x) for r in results for x, res in r["eval"].items() if "accuracy" in res})
+    combined = {**first, "results": results, "lengths": lengths,
+                "train_lengths": sorted({x for r in results for x in (c["length"] for c in r["curriculum"])})}
+    combined.pop("checkpoint_step", None)
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    table = combined_table(combined)
+    atomic_write_json(folder / "metrics.json", combined)
+    atomic_write_text(folder / "table.md", table)
+    plot_combined(combined, folder / "accuracy.png")
+    log(table)
+    return combined
+
+
+def combined_table(metrics: dict) -> str:
+    """One row per model: size, training (steps, minutes, why it stopped), accuracy at each length ("·": not
+    scored at that length in its run, "—": skipped by eval.max_seconds)."""
+    lengths = metrics["lengths"]
+    label = {2**k: (f"2^{k}") for k in range(40)}
+    head = ["layer", "d_model", "parameters", "steps", "train min", "stopped by", "final train loss"]
+    head += [label.get(x, str(x)) for x in lengths]
+    lines = [f"{metrics['task']}: token accuracy at the scored positions (chance {metrics['chance']:.4f})", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in metrics["results"]:
+        cells = [r["layer"], str(r["d_model"]), f"{r['parameters']:,}", f"{r['steps']:,}",
+                 f"{r['train_seconds'] / 60:.1f}", r["stopped_by"] or "(running)", str(r["final_train_loss"])]
+        for x in lengths:
+            res = r["eval"].get(str(x))
+            cells.append("·" if res is None else "—" if "skipped" in res else f"{res['accuracy']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_combined(metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=110)
+    for r in metrics["results"]:
+        xs = sorted(int(x) for x, res in r["eval"].items() if "accuracy" in res)
+        ys = [r["eval"][str(x)]["accuracy"] for x in xs]
+        err = [r["eval"][str(x)].get("stderr", 0.0) for x in xs]
+        ax.errorbar(xs, ys, yerr=err, fmt="o-", ms=3, capsize=2,
+                    label=f"{r['layer']} ({r['parameters']:,} params, {r['steps']:,} steps, "
+                          f"{r['train_seconds'] / 60:.0f} min)")
+    ax.axhline(metrics["chance"], color="gray", ls="--", lw=1, label="chance")
+    ax.axvline(max(metrics["train_lengths"]), color="gray", ls=":", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.02, 1.04)
+    ax.set_xlabel("test length (dotted: longest training length)")
+    ax.set_ylabel("accuracy (± one standard error)")
+    ax.set_title(f"{metrics['task']}: trained at lengths <= {max(metrics['train_lengths'])}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

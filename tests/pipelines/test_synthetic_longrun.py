@@ -212,3 +212,26 @@ def test_training_on_cpu_runs_the_fused_cpu_scan(monkeypatch):
                              ["model.d_model=16", "train.steps=1", "train.progress_bar=false"])
     E.train_model(job, job.model)
     assert len(calls) == job.model.n_layer  # "auto" on CPU: the fused C scan in every layer
+
+
+def test_combine_puts_the_models_of_several_runs_in_one_table_and_plot(tmp_path, capsys):
+    job = _job(tmp_path, "long", ["train.steps=2"])
+    E.run_eval(job, log=lambda *a: None)
+    cmp = tmp_path / "cmp"
+    argv = ["eval", "induction-heads", "--compare", "s4d,attention", "--out", str(cmp), "--budget", "0"]
+    for s in ["model.d_model=16", "train.steps=2", "train.progress_bar=false", "eval.lengths=[8,16]",
+              "eval.samples=8"]:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    out = tmp_path / "both"
+    assert main(["eval", "induction-heads", "--combine", f"{job.out_dir},{cmp}", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["layer"] for r in metrics["results"]] == ["mamba", "s4d", "attention"]
+    assert metrics["lengths"] == [8, 16, 32]
+    table = (out / "table.md").read_text()
+    assert table.count("\n| ") == 4  # header and three models
+    assert "| · |" in table  # the compare run did not score 32
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    _one_line_error(["eval", "induction-heads", "--combine", str(tmp_path / "nothing"), "--out", str(out)], capsys,
+                    "metrics.json")
+    _one_line_error(["eval", "copy", "--combine", str(cmp), "--out", str(out)], capsys, "not copy")
