@@ -18,7 +18,13 @@ training's; stacks without attention stream inputs longer than eval.segment with
 beyond. A length whose scoring time, extrapolated from the previous length (linear for SSMs, quadratic when the
 stack has attention), would exceed eval.max_seconds is skipped and marked so.
 
+Training stops at train.steps, at the time budget, or (train.stop_window > 0) at zero training loss: at the last
+curriculum length, the last stop_window batches all right and their mean loss below train.stop_loss. Adam's weight
+decay is 0 unless set (the Mamba paper uses none for induction heads).
+
 Run folder: config.yaml (the resolved job), metrics.json, table.md, accuracy.png; staged, then moved into place.
+With train.checkpoint_seconds > 0 the job is a long run (synthetic/longrun.py): one model, checkpointed and
+resumable, each scored length saved as it finishes.
 """
 
 from __future__ import annotations
