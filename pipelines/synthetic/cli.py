@@ -60,15 +60,20 @@ def _long_run_cmd(args: argparse.Namespace) -> int:
 
     option, run = ("--resume", args.resume) if args.resume is not None else ("--score", args.score)
     fixed = {"--resume": args.resume if args.score is not None else None, "--config": args.config,
-             "--layer": args.layer, "--compare": args.compare, "--budget": args.budget,
-             "--print-config": args.print_config or None, "--overwrite": args.overwrite or None}
+             "--layer": args.layer, "--compare": args.compare, "--print-config": args.print_config or None,
+             "--overwrite": args.overwrite or None, "--combine": args.combine}
     if option == "--resume":
-        fixed.update({"--set": args.set or None, "--out": args.out})
+        fixed["--out"] = args.out
+    else:
+        fixed["--budget"] = args.budget
     given = [name for name, value in fixed.items() if value is not None]
     if given:
         raise UsageError(f"{option} {run}: {given[0]} cannot be combined with it (the run's config.yaml is used)")
     if option == "--resume":
-        longrun.resume_run(args.task, run)
+        if args.budget is not None and args.budget < 0:
+            raise UsageError(f"--budget: must be >= 0 seconds (0: no limit), got {args.budget:g}")
+        sets = list(args.set) + ([] if args.budget is None else [f"train.budget_seconds={args.budget}"])
+        longrun.resume_run(args.task, run, sets)
         print(f"run folder {run}")
     else:
         longrun.score_run(args.task, run, args.set, args.out)

@@ -113,12 +113,32 @@ def run_long(job: EvalJobConfig, overwrite: bool = False, log=print, resume: dic
     return metrics
 
 
-def resume_run(task: str, run: str, log=print) -> dict:
+# what --resume may change: the caps and the stop rule, never what the steps taken so far depend on
+RESUME_KEYS = ("train.steps", "train.budget_seconds", "train.stop_window", "train.stop_loss",
+               "train.checkpoint_seconds", "train.progress_bar")
+
+
+def resume_run(task: str, run: str, overrides=(), log=print) -> dict:
+    """`--resume RUN [--set train.steps=..|train.budget_seconds=..|train.stop_window=..|train.stop_loss=..]`:
+    continue from the last checkpoint. With new caps or a new stop rule, a run that had stopped trains on (the
+    change is written to config.yaml and recorded in the training record's `continued`)."""
+    bad = [s for s in overrides if s.split("=", 1)[0].strip() not in RESUME_KEYS]
+    if bad:
+        raise UsageError(f"--set {bad[0]}: with --resume only {', '.join(RESUME_KEYS)} may be set (--budget too)")
     run_path = Path(run)
-    job = load_run_job(task, run_path, "--resume")
+    job = load_run_job(task, run_path, "--resume", overrides)
     if job.out_dir != str(run_path):
         job = dataclasses.replace(job, out_dir=str(run_path))  # the folder may have moved since
-    return run_long(job, log=log, resume=load_checkpoint(run_path, "--resume"))
+    state = load_checkpoint(run_path, "--resume")
+    if overrides:
+        loop = state["loop"]
+        if loop["stopped_by"]:
+            loop["continued"] = list(loop.get("continued", [])) + [
+                {"at_step": loop["step"], "after": loop["stopped_by"], "settings": list(overrides)}]
+            loop["stopped_by"] = ""  # the loop checks the caps again; the stop rule after the next step
+        seqssm.save_config(job, run_path / "config.yaml")
+        log(f"  --resume: {', '.join(overrides)} (written to {run_path / 'config.yaml'})")
+    return run_long(job, log=log, resume=state)
 
 
 # ------------------------------------------------------------------------------------------------- scoring

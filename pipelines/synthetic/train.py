@@ -161,6 +161,7 @@ class LoopState:
     losses: list = field(default_factory=list)  # batch losses of the last train.window steps
     tail: list = field(default_factory=list)  # (loss, every prediction right) of the last train.stop_window steps
     stopped_by: str = ""  # "", or why training ended: steps, budget, zero loss
+    continued: list = field(default_factory=list)  # a stopped run resumed with new caps or stop rule: when, why
 
 
 def make_optimizer(job: EvalJobConfig, model):
@@ -281,6 +282,7 @@ def training_record(job: EvalJobConfig, st: LoopState, stages) -> dict:
         "final_length": stages[st.stage],
         "final_train_loss": round(sum(st.losses) / len(st.losses), 6) if st.losses else None,
         "final_train_accuracy": None if running is None else round(running, 4),
+        "continued": st.continued,
         "weight_decay": job.train.weight_decay,
         "lr_schedule": job.train.lr_schedule,
     }

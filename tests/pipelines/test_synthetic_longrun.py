@@ -116,6 +116,26 @@ def test_resuming_a_finished_run_only_scores(tmp_path):
     _assert_same_state(longrun.load_checkpoint(Path(job.out_dir), "test"), before)
 
 
+def test_a_stopped_run_resumed_with_a_new_cap_trains_on_as_if_never_stopped(tmp_path, capsys):
+    # one length and a constant lr: nothing the steps taken depend on changes with train.steps (the curriculum's
+    # step shares and the cosine schedule would)
+    same = ["train.curriculum=[16]", "train.lr_schedule=constant"]
+    whole = _job(tmp_path, "whole", same + ["train.steps=12"])
+    E.run_eval(whole, log=lambda *a: None)
+    short = _job(tmp_path, "short", same + ["train.steps=5"])
+    E.run_eval(short, log=lambda *a: None)
+    assert longrun.load_checkpoint(Path(short.out_dir), "test")["loop"]["stopped_by"] == "steps"
+    assert main(["eval", "induction-heads", "--resume", short.out_dir, "--set", "train.steps=12"]) == 0
+    done = longrun.load_checkpoint(Path(short.out_dir), "test")
+    ref = longrun.load_checkpoint(Path(whole.out_dir), "test")
+    assert done["loop"].pop("continued") == [{"at_step": 5, "after": "steps", "settings": ["train.steps=12"]}]
+    ref["loop"].pop("continued")
+    _assert_same_state(done, ref)
+    assert seqssm.load_config(InductionHeadsJob, str(Path(short.out_dir) / "config.yaml")).train.steps == 12
+    metrics = json.loads((Path(short.out_dir) / "metrics.json").read_text())
+    assert metrics["results"][0]["continued"][0]["at_step"] == 5
+
+
 def test_zero_loss_stop_ends_training_and_says_so():
     # strings of 2 tokens from 4, copied: the causal conv alone solves it, so the loss does reach ~0
     sets = ["model.d_model=16", "model.ssm.d_state=4", "model.vocab_size=5", "task.vocab=4", "train.curriculum=[2]",
@@ -184,7 +204,9 @@ def test_long_run_errors_are_one_line(tmp_path, capsys):
     job = _job(tmp_path, "run", ["train.steps=2"])
     E.run_eval(job, log=lambda *a: None)
     _one_line_error(["eval", "induction-heads", "--resume", job.out_dir, "--set", "train.lr=1"], capsys,
-                    "--set", "cannot be combined")
+                    "--set train.lr=1", "train.steps")
+    _one_line_error(["eval", "induction-heads", "--resume", job.out_dir, "--layer", "s4d"], capsys,
+                    "--layer", "cannot be combined")
     _one_line_error(["eval", "induction-heads", "--score", job.out_dir, "--set", "train.lr=1"], capsys, "eval.*")
     _one_line_error(["eval", "copy", "--score", job.out_dir], capsys, "induction-heads")
     (Path(job.out_dir) / "checkpoint.pt").write_bytes(b"not a checkpoint")
