@@ -47,9 +47,9 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(OmegaConf.to_yaml(OmegaConf.structured(job)))
         return 0
-    from seqssm.pipelines.synthetic.train import run_eval  # the heavy part loads only when a job runs
+    from seqssm.pipelines.synthetic.longrun import run_job  # the heavy part loads only when a job runs
 
-    run_eval(job, overwrite=args.overwrite)
+    run_job(job, overwrite=args.overwrite)
     print(f"run folder {job.out_dir}")
     return 0
 

@@ -28,6 +28,7 @@ import torch
 
 import seqssm
 from seqssm.atomic import atomic_open, atomic_write_text
+from seqssm.config import validate_tree
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_write_json, check_out_dir
 from seqssm.pipelines.synthetic import train as E
@@ -77,8 +78,16 @@ def load_run_job(task: str, run: Path, option: str, overrides=()) -> EvalJobConf
     return job
 
 
+def run_job(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
+    """`seqssm eval TASK`: a long run (train.checkpoint_seconds > 0) here, any other job by train.run_eval."""
+    if job.train.checkpoint_seconds > 0:
+        return run_long(job, overwrite=overwrite, log=log)
+    return E.run_eval(job, overwrite=overwrite, log=log)
+
+
 def run_long(job: EvalJobConfig, overwrite: bool = False, log=print, resume: dict | None = None) -> dict:
     """Train (or continue training) the one model of a long run, then score it into the run folder."""
+    validate_tree(job)  # a job built in Python gets the checks load_config does
     out = Path(job.out_dir)
     if job.train.threads:
         torch.set_num_threads(job.train.threads)

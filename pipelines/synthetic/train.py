@@ -280,7 +280,7 @@ def training_record(job: EvalJobConfig, st: LoopState, stages) -> dict:
         "stop_rule": stop_rule(job),
         "curriculum": st.record,
         "final_length": stages[st.stage],
-        "final_train_loss": round(sum(st.losses) / len(st.losses), 6) if st.losses else None,
+        "final_train_loss": float(f"{sum(st.losses) / len(st.losses):.3g}") if st.losses else None,  # 3 digits
         "final_train_accuracy": None if running is None else round(running, 4),
         "continued": st.continued,
         "weight_decay": job.train.weight_decay,
@@ -450,10 +450,8 @@ def run_metrics(job: EvalJobConfig, results: list, lengths=None) -> dict:
 def run_eval(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
     """Train and score every planned model, write the run folder job.out_dir; returns the metrics."""
     validate_tree(job)  # a job built in Python gets the checks load_config does
-    if job.train.checkpoint_seconds > 0:
-        from seqssm.pipelines.synthetic.longrun import run_long
-
-        return run_long(job, overwrite=overwrite, log=log)
+    if job.train.checkpoint_seconds > 0:  # a bug in the caller: the CLI sends long runs to longrun.run_job
+        raise RuntimeError("train.checkpoint_seconds > 0: a long run; call synthetic.longrun.run_job")
     out = check_out_dir(job.out_dir, overwrite)
     if job.train.threads:
         torch.set_num_threads(job.train.threads)

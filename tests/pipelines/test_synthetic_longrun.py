@@ -69,7 +69,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
                                                                   kill_at):
     extra = [f"train.curriculum={curriculum}", f"train.lr_schedule={schedule}"]
     whole = _job(tmp_path, "whole", extra)
-    E.run_eval(whole, log=lambda *a: None)
+    longrun.run_job(whole, log=lambda *a: None)
     reference = longrun.load_checkpoint(Path(whole.out_dir), "test")
     assert reference["loop"]["step"] == 24 and reference["loop"]["stopped_by"] == "steps"
 
@@ -90,7 +90,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
 
     monkeypatch.setattr(E, "task_sampler", dying_sampler)
     with pytest.raises(Killed):
-        E.run_eval(cut, log=lambda *a: None)
+        longrun.run_job(cut, log=lambda *a: None)
     monkeypatch.setattr(E, "task_sampler", real_sampler)
     partial = longrun.load_checkpoint(Path(cut.out_dir), "test")
     assert partial["loop"]["step"] == kill_at and not partial["loop"]["stopped_by"]
@@ -108,7 +108,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
 
 def test_resuming_a_finished_run_only_scores(tmp_path):
     job = _job(tmp_path, "run", ["train.steps=3"])
-    E.run_eval(job, log=lambda *a: None)
+    longrun.run_job(job, log=lambda *a: None)
     before = longrun.load_checkpoint(Path(job.out_dir), "test")
     lines = []
     longrun.resume_run("induction-heads", job.out_dir, log=lines.append)
@@ -121,9 +121,9 @@ def test_a_stopped_run_resumed_with_a_new_cap_trains_on_as_if_never_stopped(tmp_
     # step shares and the cosine schedule would)
     same = ["train.curriculum=[16]", "train.lr_schedule=constant"]
     whole = _job(tmp_path, "whole", same + ["train.steps=12"])
-    E.run_eval(whole, log=lambda *a: None)
+    longrun.run_job(whole, log=lambda *a: None)
     short = _job(tmp_path, "short", same + ["train.steps=5"])
-    E.run_eval(short, log=lambda *a: None)
+    longrun.run_job(short, log=lambda *a: None)
     assert longrun.load_checkpoint(Path(short.out_dir), "test")["loop"]["stopped_by"] == "steps"
     assert main(["eval", "induction-heads", "--resume", short.out_dir, "--set", "train.steps=12"]) == 0
     done = longrun.load_checkpoint(Path(short.out_dir), "test")
@@ -156,7 +156,7 @@ def test_zero_loss_stop_ends_training_and_says_so():
 @pytest.mark.parametrize("lengths", [[8], [8, 40, 64]], ids=["one-length", "three-lengths"])
 def test_score_writes_each_length_with_standard_errors_and_wrong_answers(tmp_path, lengths, capsys):
     job = _job(tmp_path, "run", ["train.steps=3"])
-    E.run_eval(job, log=lambda *a: None)
+    longrun.run_job(job, log=lambda *a: None)
     out = tmp_path / "scored"
     argv = ["eval", "induction-heads", "--score", job.out_dir, "--out", str(out),
             "--set", f"eval.lengths=[{','.join(map(str, lengths))}]", "--set", "eval.samples=12"]
@@ -202,7 +202,7 @@ def test_long_run_errors_are_one_line(tmp_path, capsys):
     empty.mkdir()
     _one_line_error(["eval", "induction-heads", "--resume", str(empty)], capsys, "config.yaml")
     job = _job(tmp_path, "run", ["train.steps=2"])
-    E.run_eval(job, log=lambda *a: None)
+    longrun.run_job(job, log=lambda *a: None)
     _one_line_error(["eval", "induction-heads", "--resume", job.out_dir, "--set", "train.lr=1"], capsys,
                     "--set train.lr=1", "train.steps")
     _one_line_error(["eval", "induction-heads", "--resume", job.out_dir, "--layer", "s4d"], capsys,
@@ -238,7 +238,7 @@ def test_training_on_cpu_runs_the_fused_cpu_scan(monkeypatch):
 
 def test_combine_puts_the_models_of_several_runs_in_one_table_and_plot(tmp_path, capsys):
     job = _job(tmp_path, "long", ["train.steps=2"])
-    E.run_eval(job, log=lambda *a: None)
+    longrun.run_job(job, log=lambda *a: None)
     cmp = tmp_path / "cmp"
     argv = ["eval", "induction-heads", "--compare", "s4d,attention", "--out", str(cmp), "--budget", "0"]
     for s in ["model.d_model=16", "train.steps=2", "train.progress_bar=false", "eval.lengths=[8,16]",
