@@ -14,6 +14,9 @@ from seqssm.config import require
 # compare). A task's "length" is what its accuracy is plotted against (tasks.py says what it counts).
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class EvalTrainConfig:
     """Plain Adam training with a length curriculum, stopped by `steps` or the time budget, whichever comes first."""
@@ -30,6 +33,14 @@ class EvalTrainConfig:
     window: int = 20  # steps in the running train accuracy
     threads: int = 1  # torch CPU threads (0: torch's default)
     progress_bar: bool = True
+    weight_decay: float = 0.0  # Adam's L2 term. The Mamba paper trains induction heads with none; a public
+    # reproduction that kept 0.1 stayed at chance (state-spaces/mamba issue #298)
+    lr_schedule: str = "constant"  # constant, or cosine: from lr down to lr / 10 over train.steps
+    stop_window: int = 0  # stop on "zero training loss": at the last curriculum length, the last stop_window
+    # batches had every scored prediction right and their mean loss below stop_loss (0: never)
+    stop_loss: float = 0.005
+    checkpoint_seconds: float = 0.0  # > 0: a long run (one model): checkpoint.pt in the run folder this often
+    # and when training ends; `--resume RUN` continues it (0: no checkpoints)
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
@@ -42,6 +53,13 @@ class EvalTrainConfig:
         require(0 <= self.advance_accuracy <= 1, p + "advance_accuracy", self.advance_accuracy, "must be in [0, 1]")
         require(self.window >= 1, p + "window", self.window, "must be >= 1")
         require(self.threads >= 0, p + "threads", self.threads, "must be >= 0 (0: torch's default)")
+        require(self.weight_decay >= 0, p + "weight_decay", self.weight_decay, "must be >= 0")
+        require(self.lr_schedule in LR_SCHEDULES, p + "lr_schedule", self.lr_schedule,
+                f"must be one of {', '.join(LR_SCHEDULES)}")
+        require(self.stop_window >= 0, p + "stop_window", self.stop_window, "must be >= 0 (0: never)")
+        require(self.stop_loss > 0, p + "stop_loss", self.stop_loss, "must be > 0")
+        require(self.checkpoint_seconds >= 0, p + "checkpoint_seconds", self.checkpoint_seconds,
+                "must be >= 0 (0: no checkpoints)")
 
 
 @dataclass
@@ -164,6 +182,8 @@ class EvalJobConfig:
         require(self.model.head == "lm", p + "model.head", self.model.head, "the synthetic tasks need 'lm'")
         require(self.model.vocab_size == task.n_tokens, p + "model.vocab_size", self.model.vocab_size,
                 f"must be {task.n_tokens}, the token count of this task's settings")
+        require(not (self.train.checkpoint_seconds > 0 and self.compare.layers), p + "compare.layers",
+                list(self.compare.layers), "a long run (train.checkpoint_seconds > 0) trains one model: leave it empty")
         low = task.min_length()
         for key, lengths in (("train.curriculum", self.train.curriculum), ("eval.lengths", self.eval.lengths)):
             bad = [x for x in lengths if x < low]

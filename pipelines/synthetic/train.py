@@ -18,7 +18,13 @@ training's; stacks without attention stream inputs longer than eval.segment with
 beyond. A length whose scoring time, extrapolated from the previous length (linear for SSMs, quadratic when the
 stack has attention), would exceed eval.max_seconds is skipped and marked so.
 
+Training stops at train.steps, at the time budget, or (train.stop_window > 0) at zero training loss: at the last
+curriculum length, the last stop_window batches all right and their mean loss below train.stop_loss. Adam's weight
+decay is 0 unless set (the Mamba paper uses none for induction heads).
+
 Run folder: config.yaml (the resolved job), metrics.json, table.md, accuracy.png; staged, then moved into place.
+With train.checkpoint_seconds > 0 the job is a long run (synthetic/longrun.py): one model, checkpointed and
+resumable, each scored length saved as it finishes.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import sys
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -115,19 +123,24 @@ def streams(model) -> bool:
     return not any(isinstance(blk.mixer, Attention) for blk in model.backbone.layers)
 
 
-def scored_logits(model, inputs, positions, segment: int = 0):
+def scored_logits(model, inputs, positions, segment: int = 0, progress=None):
     """inputs (b, l), positions (m,) -> logits (b, m, v) float32 at those positions only (the LM head runs on m
-    positions, not l). segment > 0: run the backbone over segments of that length with the state carried."""
+    positions, not l). segment > 0: run the backbone over segments of that length with the state carried.
+    progress: called with the number of input positions done after each segment."""
     l = inputs.shape[1]
     if segment <= 0 or l <= segment:
         hidden, _ = model.backbone(inputs)
         picked = hidden[:, positions]
+        if progress is not None:
+            progress(l)
     else:
         parts, state = [], None
         for start in range(0, l, segment):
             hidden, state = model.backbone(inputs[:, start : start + segment], state=state, return_state=True)
             inside = positions[(positions >= start) & (positions < start + segment)]
             parts.append(hidden[:, inside - start])
+            if progress is not None:
+                progress(hidden.shape[1])
         picked = torch.cat(parts, dim=1)
     return model.lm_head(picked)[..., : model.config.vocab_size].float()
 
@@ -135,27 +148,84 @@ def scored_logits(model, inputs, positions, segment: int = 0):
 # ------------------------------------------------------------------------------------------------- training
 
 
-def train_model(job: EvalJobConfig, cfg, desc: str = "") -> tuple[object, dict]:
-    """Train one model on the job's task; returns it and the training record (steps, seconds, curriculum)."""
+@dataclass
+class LoopState:
+    """The training loop's own state, beside the model's, the optimizer's and the random generators': what a
+    checkpoint carries so that a resumed run takes exactly the steps an uninterrupted one would."""
+
+    step: int = 0  # optimizer steps taken
+    stage: int = 0  # index into train.curriculum
+    seconds: float = 0.0  # training seconds so far, over every session of the run
+    record: list = field(default_factory=list)  # one entry per curriculum stage reached
+    recent: list = field(default_factory=list)  # batch accuracies of the last train.window steps
+    losses: list = field(default_factory=list)  # batch losses of the last train.window steps
+    tail: list = field(default_factory=list)  # (loss, every prediction right) of the last train.stop_window steps
+    stopped_by: str = ""  # "", or why training ended: steps, budget, zero loss
+    continued: list = field(default_factory=list)  # a stopped run resumed with new caps or stop rule: when, why
+
+
+def make_optimizer(job: EvalJobConfig, model):
+    """Adam (weight decay as its L2 term, default none) and the learning-rate schedule, stepped once per step."""
+    t = job.train
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.lr_schedule == "cosine":  # lr -> lr / 10 over train.steps, then flat
+        factor = lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * min(s, t.steps) / t.steps))  # noqa: E731
+    else:
+        factor = lambda s: 1.0  # noqa: E731
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def stop_rule(job: EvalJobConfig) -> str:
+    t = job.train
+    if not t.stop_window:
+        return "none (train.stop_window 0)"
+    return (f"zero training loss: at the last curriculum length ({t.curriculum[-1]}), the last {t.stop_window} "
+            f"batches ({t.stop_window * t.batch_size} sequences) all right and their mean loss < {t.stop_loss:g}")
+
+
+def train_model(job: EvalJobConfig, cfg, desc: str = "", checkpoint=None, resume: dict | None = None):
+    """Train one model on the job's task; returns it and the training record (steps, seconds, curriculum).
+
+    checkpoint: callable(model, opt, sched, gen, loop) that saves them (a long run: called every
+    train.checkpoint_seconds and once when training ends). resume: a checkpoint's contents to continue from."""
     t = job.train
     sample = task_sampler(job)
     torch.manual_seed(t.seed)
     model = seqssm.build_model(cfg).train()
-    opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+    opt, sched = make_optimizer(job, model)
     gen = torch.Generator().manual_seed(t.seed)
     stages = list(t.curriculum)
+    st = LoopState(record=[{"length": stages[0], "from_step": 0}])
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        gen.set_state(resume["rng"]["generator"])
+        torch.set_rng_state(resume["rng"]["torch"])
+        st = LoopState(**resume["loop"])
     ends = [math.ceil((i + 1) * t.steps / len(stages)) for i in range(len(stages))]  # equal shares of the steps
     share = t.budget_seconds / len(stages)  # and of the time budget (0: none), whichever ends first
-    stage, recent, losses = 0, deque(maxlen=t.window), deque(maxlen=t.window)
-    record = [{"length": stages[0], "from_step": 0}]
-    stopped_by, step = "steps", 0
-    bar = tqdm(total=t.steps, desc=desc, disable=not t.progress_bar, leave=False, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    for step in range(t.steps):
-        if t.budget_seconds and time.perf_counter() - t0 >= t.budget_seconds:
-            stopped_by = "budget"
+    recent, losses = deque(st.recent, maxlen=t.window), deque(st.losses, maxlen=t.window)
+    tail = deque(st.tail, maxlen=max(1, t.stop_window))
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=t.steps, initial=st.step, desc=desc, disable=not t.progress_bar, leave=not interactive,
+               dynamic_ncols=True, mininterval=0.5 if interactive else 30.0)
+    t0, before = time.perf_counter(), st.seconds
+    last_save = t0
+
+    def sync() -> None:
+        st.seconds = before + time.perf_counter() - t0
+        st.recent, st.losses, st.tail = list(recent), list(losses), [list(x) for x in tail]
+
+    while not st.stopped_by:
+        elapsed = before + time.perf_counter() - t0
+        if st.step >= t.steps:
+            st.stopped_by = "steps"
             break
-        batch = sample(t.batch_size, stages[stage], gen)
+        if t.budget_seconds and elapsed >= t.budget_seconds:
+            st.stopped_by = "budget"
+            break
+        batch = sample(t.batch_size, stages[st.stage], gen)
         logits = scored_logits(model, batch.inputs, batch.positions)  # (b, m, v)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -163,67 +233,126 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "") -> tuple[object, dict]:
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
-        recent.append(float((logits.detach().argmax(-1) == batch.targets).float().mean()))
+        sched.step()
+        st.step += 1
+        hit = logits.detach().argmax(-1) == batch.targets
+        recent.append(float(hit.float().mean()))
         losses.append(float(loss.detach()))
         running = sum(recent) / len(recent)
         bar.update(1)
-        bar.set_postfix(length=stages[stage], loss=f"{losses[-1]:.3f}", acc=f"{running:.2f}", refresh=False)
+        bar.set_postfix(length=stages[st.stage], loss=f"{losses[-1]:.4f}", acc=f"{running:.3f}", refresh=False)
+        last = st.stage == len(stages) - 1
+        if last and t.stop_window:
+            tail.append((losses[-1], bool(hit.all())))
+            if len(tail) == t.stop_window and all(ok for _, ok in tail) and \
+                    sum(x for x, _ in tail) / len(tail) < t.stop_loss:
+                st.stopped_by = "zero loss"
         full = len(recent) == t.window
         learned = t.advance_accuracy > 0 and full and running >= t.advance_accuracy
-        used_share = step + 1 >= ends[stage] or (share and time.perf_counter() - t0 >= (stage + 1) * share)
-        if stage < len(stages) - 1 and (learned or used_share):
-            record[-1].update(to_step=step + 1, running_accuracy=round(running, 4))
-            stage += 1
+        used_share = st.step >= ends[st.stage] or (share and elapsed >= (st.stage + 1) * share)
+        if not last and (learned or used_share):
+            st.record[-1].update(to_step=st.step, running_accuracy=round(running, 4))
+            st.stage += 1
             recent.clear()
-            record.append({"length": stages[stage], "from_step": step + 1})
-    else:
-        step = t.steps
-    seconds = time.perf_counter() - t0
+            st.record.append({"length": stages[st.stage], "from_step": st.step})
+        if checkpoint is not None and time.perf_counter() - last_save >= t.checkpoint_seconds:
+            sync()
+            checkpoint(model, opt, sched, gen, st)
+            last_save = time.perf_counter()
+            if t.progress_bar:  # the progress line's companion; quiet runs stay quiet
+                bar.write(f"checkpoint at step {st.step} ({st.seconds / 60:.1f} min, loss {losses[-1]:.4f}, running "
+                          f"accuracy {running:.3f})", file=sys.stderr)
+    sync()
     bar.close()
     running = sum(recent) / len(recent) if recent else None
-    record[-1].update(to_step=step, running_accuracy=None if running is None else round(running, 4))
-    return model, {
-        "steps": step,
-        "train_seconds": round(seconds, 2),
-        "stopped_by": stopped_by,
-        "curriculum": record,
-        "final_length": stages[stage],
-        "final_train_loss": round(sum(losses) / len(losses), 5) if losses else None,
+    st.record[-1].update(to_step=st.step, running_accuracy=None if running is None else round(running, 4))
+    if checkpoint is not None:
+        checkpoint(model, opt, sched, gen, st)  # the final one: its loop state says why training ended
+    return model, training_record(job, st, stages)
+
+
+def training_record(job: EvalJobConfig, st: LoopState, stages) -> dict:
+    running = sum(st.recent) / len(st.recent) if st.recent else None
+    return {
+        "steps": st.step,
+        "train_seconds": round(st.seconds, 2),
+        "stopped_by": st.stopped_by,
+        "stop_rule": stop_rule(job),
+        "curriculum": st.record,
+        "final_length": stages[st.stage],
+        "final_train_loss": float(f"{sum(st.losses) / len(st.losses):.3g}") if st.losses else None,  # 3 digits
         "final_train_accuracy": None if running is None else round(running, 4),
+        "continued": st.continued,
+        "weight_decay": job.train.weight_decay,
+        "lr_schedule": job.train.lr_schedule,
     }
 
 
 # -------------------------------------------------------------------------------------------------- scoring
 
 
-def evaluate_model(job: EvalJobConfig, model, desc: str = "") -> dict:
-    """Token accuracy and whole-answer accuracy at every eval length (str(length) -> result or skip reason)."""
+def first_trigger_distance(job: EvalJobConfig, inputs: torch.Tensor) -> torch.Tensor | None:
+    """Induction heads: (b,) distance from the first trigger to the last position (how far back the answer
+    lies); None for the other tasks."""
+    if job.TASK != "induction-heads":
+        return None
+    first = (inputs == job.task.vocab).int().argmax(dim=1)  # the first True; the trigger is also last
+    return inputs.shape[1] - 1 - first
+
+
+def score_length(job: EvalJobConfig, model, length: int, desc: str = "") -> dict:
+    """Token accuracy at one length over eval.samples fresh sequences: its standard error (binomial, over the
+    scored tokens), whole-answer accuracy, and for induction heads the trigger distances of the wrong answers."""
     e, sample = job.eval, task_sampler(job)
     segment = e.segment if streams(model) else 0
+    gen = torch.Generator().manual_seed(1_000_003 * (job.train.seed + 1) + length)  # apart from training's
+    correct = exact = scored = 0
+    wrong_distances: list[int] = []
+    t0 = time.perf_counter()
+    n_batches = math.ceil(e.samples / e.batch_size)
+    with torch.inference_mode(), tqdm(total=n_batches * length, desc=f"{desc} L={length}", unit="pos",
+                                      unit_scale=True, leave=False, disable=not job.train.progress_bar,
+                                      dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
+        for i in range(0, e.samples, e.batch_size):
+            b = min(e.batch_size, e.samples - i)
+            batch = sample(b, length, gen)
+            logits = scored_logits(model, batch.inputs, batch.positions, segment, progress=bar.update)
+            hit = logits.argmax(-1) == batch.targets  # (b, m)
+            correct += int(hit.sum())
+            exact += int(hit.all(dim=1).sum())
+            scored += hit.numel()
+            dist = first_trigger_distance(job, batch.inputs)
+            if dist is not None:
+                wrong_distances += dist[~hit.all(dim=1)].tolist()
+    acc = correct / scored
+    out = {"accuracy": round(acc, 4), "stderr": round(math.sqrt(acc * (1 - acc) / scored), 4),
+           "exact": round(exact / e.samples, 4), "samples": e.samples, "scored_tokens": scored,
+           "input_length": int(batch.inputs.shape[1]), "seconds": round(time.perf_counter() - t0, 2),
+           "segment": segment}
+    if job.TASK == "induction-heads":
+        out["wrong_trigger_distances"] = sorted(wrong_distances)
+    return out
+
+
+def evaluate_model(job: EvalJobConfig, model, desc: str = "", lengths=None, on_length=None) -> dict:
+    """Token accuracy and whole-answer accuracy at every eval length (str(length) -> result or skip reason).
+    lengths: instead of eval.lengths; on_length(length, result) is called as each one is done."""
+    e = job.eval
     exponent = 1 if streams(model) else 2  # how scoring time grows with length (attention: quadratic)
     model.eval()
     out, prev = {}, None
-    for length in sorted(set(e.lengths)):
+    for length in sorted(set(e.lengths if lengths is None else lengths)):
         if prev is not None:
             predicted = prev[1] * (length / prev[0]) ** exponent
             if predicted > e.max_seconds:
                 out[str(length)] = {"skipped": f"predicted {predicted:.0f} s > eval.max_seconds {e.max_seconds:g}"}
+                if on_length is not None:
+                    on_length(length, out[str(length)])
                 continue
-        gen = torch.Generator().manual_seed(1_000_003 * (job.train.seed + 1) + length)  # apart from training's
-        correct = exact = scored = 0
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            for i in tqdm(range(0, e.samples, e.batch_size), desc=f"{desc} L={length}", leave=False,
-                          disable=not job.train.progress_bar, dynamic_ncols=True):
-                batch = sample(min(e.batch_size, e.samples - i), length, gen)
-                hit = scored_logits(model, batch.inputs, batch.positions, segment).argmax(-1) == batch.targets
-                correct += int(hit.sum())
-                exact += int(hit.all(dim=1).sum())
-                scored += hit.numel()
-        seconds = time.perf_counter() - t0
-        prev = (length, seconds)
-        out[str(length)] = {"accuracy": round(correct / scored, 4), "exact": round(exact / e.samples, 4),
-                            "input_length": int(batch.inputs.shape[1]), "seconds": round(seconds, 2)}
+        out[str(length)] = res = score_length(job, model, length, desc)
+        prev = (length, res["seconds"])
+        if on_length is not None:
+            on_length(length, res)
     return out
 
 
@@ -302,9 +431,27 @@ def plan_layers(job: EvalJobConfig) -> list[tuple[str, int, int]]:
     return plan
 
 
+def run_metrics(job: EvalJobConfig, results: list, lengths=None) -> dict:
+    """metrics.json of a run: the job's settings, the machine, and one result per model."""
+    return {
+        "task": job.TASK,
+        "chance": chance_accuracy(job),
+        "lengths": sorted(set(job.eval.lengths if lengths is None else lengths)),
+        "train_lengths": list(job.train.curriculum),
+        "budget_seconds": job.train.budget_seconds,
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "results": results,
+    }
+
+
 def run_eval(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
     """Train and score every planned model, write the run folder job.out_dir; returns the metrics."""
     validate_tree(job)  # a job built in Python gets the checks load_config does
+    if job.train.checkpoint_seconds > 0:  # a bug in the caller: the CLI sends long runs to longrun.run_job
+        raise RuntimeError("train.checkpoint_seconds > 0: a long run; call synthetic.longrun.run_job")
     out = check_out_dir(job.out_dir, overwrite)
     if job.train.threads:
         torch.set_num_threads(job.train.threads)
@@ -319,18 +466,7 @@ def run_eval(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
                 f"reached length {rec['final_length']}, running train accuracy {rec['final_train_accuracy']}")
             scores = evaluate_model(job, model, desc=f"eval {layer}")
             results.append({"layer": layer, "d_model": d_model, "parameters": count, **rec, "eval": scores})
-        metrics = {
-            "task": job.TASK,
-            "chance": chance_accuracy(job),
-            "lengths": sorted(set(job.eval.lengths)),
-            "train_lengths": list(job.train.curriculum),
-            "budget_seconds": job.train.budget_seconds,
-            "threads": torch.get_num_threads(),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": platform.machine(),
-            "torch": torch.__version__,
-            "results": results,
-        }
+        metrics = run_metrics(job, results)
         table = markdown_table(metrics)
         seqssm.save_config(job, stage / "config.yaml")
         atomic_write_json(stage / "metrics.json", metrics)
