@@ -349,8 +349,9 @@ def evaluate_model(job: EvalJobConfig, model, desc: str = "", lengths=None, on_l
                 if on_length is not None:
                     on_length(length, out[str(length)])
                 continue
+        t0 = time.perf_counter()
         out[str(length)] = res = score_length(job, model, length, desc)
-        prev = (length, res["seconds"])
+        prev = (length, time.perf_counter() - t0)  # unrounded: a short length's rounded seconds may be 0
         if on_length is not None:
             on_length(length, res)
     return out
