@@ -75,10 +75,19 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from seqssm.pipelines.classify.compare import compare_runs
+
+    names = [n for n in args.names.split(",")] if args.names else None
+    print(compare_runs(args.runs, args.out, names), end="")
+    print(f"seqssm classify compare: {len(args.runs)} runs -> {Path(args.out) / 'compare.md'}")
+    return 0
+
+
 def register(subparsers) -> None:
     cl = subparsers.add_parser("classify",
                                help="sequence classification (DNA, or data.domain): train, eval, predict, embed, "
-                                    "benchmark")
+                                    "benchmark, compare")
     sub = cl.add_subparsers(dest="classify_command", metavar="ACTION")
     sub.required = True
 
@@ -123,3 +132,11 @@ def register(subparsers) -> None:
     bm.add_argument("--init-from", help="fine-tune every task from this pretrained model or run folder")
     bm.add_argument("--tasks", help="only these task folders, comma-separated")
     bm.set_defaults(func=_cmd_benchmark)
+
+    cp = sub.add_parser("compare", help="several benchmark runs of one suite side by side (e.g. from scratch "
+                                        "against fine-tuned), with the k-mer baseline; one table and plot")
+    cp.add_argument("runs", nargs="+", metavar="RUN", help="folders written by `seqssm classify benchmark`")
+    cp.add_argument("--out", required=True, help="folder for compare.md, compare.json and compare.png")
+    cp.add_argument("--names", help="a display name per run, comma-separated (default: from scratch / "
+                                    "<backbone> (fine-tuned))")
+    cp.set_defaults(func=_cmd_compare)

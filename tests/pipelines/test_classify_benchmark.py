@@ -133,3 +133,43 @@ def test_baseline_kmer_cli_learns_a_motif(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["k"] in (3, 4) and res["test_mcc"] > 0.6  # the GCGCGC motif is easy for k-mer counts
     assert main(["baseline", "kmer", "--train", tr, "--val", dv, "--k", "0"]) == 2
+
+
+def test_compare_puts_runs_side_by_side(suite_run, tmp_path, capsys):
+    """Two benchmark runs of one suite: a task missing from one is 'not run', a failed one 'failed', the run best on
+    dev is marked, the k-mer baseline comes along."""
+    _, out, _ = suite_run
+    res = json.loads((out / "results.json").read_text())
+    other = tmp_path / "finetuned"
+    other.mkdir()
+    rows = [r for r in res["tasks"] if r["task"] != "f_dups"]  # f_dups not run in the second run
+    for r in rows:
+        if r["status"] == "ok":
+            r["model"] = dict(r["model"], dev_mcc=r["model"]["dev_mcc"] + 0.5, test_mcc=0.123)
+    (other / "results.json").write_text(json.dumps({"minutes_per_task": 5, "init_from": "/x/backbone",
+                                                     "tasks": rows}))
+    capsys.readouterr()
+    assert main(["classify", "compare", str(out), str(other), "--out", str(tmp_path / "cmp")]) == 0
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    by = {r["task"]: r for r in data["tasks"]}
+    assert [r["name"] for r in data["runs"]] == ["from scratch", "backbone (fine-tuned)"]
+    assert by["a_gue"]["best_on_dev"] == 1 and by["a_gue"]["runs"][1]["test_mcc"] == 0.123
+    assert by["a_gue"]["kmer"]["test_mcc"] == res["tasks"][0]["kmer"]["test_mcc"]
+    assert by["f_dups"]["runs"][1] == {"status": "not run"} and by["f_dups"]["best_on_dev"] == 0
+    assert by["c_no_train"]["runs"][0]["status"] == "failed" and by["c_no_train"]["best_on_dev"] is None
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| a_gue |" in md and "**" in md and "not run" in md and "/x/backbone" in md
+    assert (tmp_path / "cmp" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case", ["not_a_run", "names_count"])
+def test_compare_bad_input_is_one_line(suite_run, tmp_path, capsys, case):
+    _, out, _ = suite_run
+    args = ["classify", "compare", str(out), str(tmp_path), "--out", str(tmp_path / "cmp")]
+    if case == "names_count":
+        args = ["classify", "compare", str(out), "--names", "a,b", "--out", str(tmp_path / "cmp")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (str(tmp_path) in err and "results.json" in err) if case == "not_a_run" else "2 names for 1 runs" in err
+    assert not (tmp_path / "cmp").exists()
