@@ -11,7 +11,7 @@ from seqssm.domains.audio import (
     AudioFolder, AudioInputError, MuLawQuantizer, RandomCrops, WholeClips, fsdd_split, pad_collate, split_by_file,
 )
 
-from conftest import tone, write
+from audio_helpers import tone, write
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 
 from seqssm.domains.audio import AudioInputError, audio_info, iter_audio_blocks, list_audio_files, load_audio, save_wav
 
-from conftest import tone, write
+from audio_helpers import tone, write
 
 
 @pytest.mark.parametrize("fmt,subtype,tol", [
