@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from seqssm.atomic import atomic_write_text
+from seqssm.atomic import atomic_open, atomic_write_text
 from seqssm.pipelines.jobconfig import UsageError
 
 STAGING_PREFIX = ".staging-"
@@ -25,6 +25,15 @@ STAGING_PREFIX = ".staging-"
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Write a matplotlib figure as PNG through a temporary file (no half-written plot), then close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
 
 
 def check_out_dir(out: str | os.PathLike, overwrite: bool, option: str = "--out") -> Path:

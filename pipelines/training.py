@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from seqssm.checkpoint import load_backbone_weights
+from seqssm.pipelines.rundir import save_figure
 
 LN2 = math.log(2.0)
 
@@ -241,5 +242,4 @@ def plot_curves(history: dict, path: Path, title: str, unit: str = "byte", metri
         b.grid(alpha=0.3)
         b.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -27,6 +27,7 @@ from seqssm.domains.audio.conditional import ConditionalSampleLM
 from seqssm.pipelines.audio.config import AudioJobConfig
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.training import LN2
+from seqssm.pipelines.rundir import save_figure
 
 QUANTIZER_FILE = "quantizer.json"
 CONDITION_FILE = "condition.safetensors"  # a conditional run's digit and speaker embeddings, beside the lm weights
@@ -228,6 +229,4 @@ def plot_clip(wave: np.ndarray, sample_rate: int, path, title: str) -> None:
     b.set_xlabel("seconds")
     b.set_ylabel("Hz")
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -26,8 +26,8 @@ from seqssm.domains.audio.classifier import prepare
 from seqssm.domains.audio.quality import accuracy, all_metrics, bootstrap
 from seqssm.pipelines.audio.classifier import load_classifier
 from seqssm.pipelines.jobconfig import UsageError
-from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
-from seqssm.atomic import atomic_open, atomic_write_text
+from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir, save_figure
+from seqssm.atomic import atomic_write_text
 
 ASKED = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_\d+\.wav$")
 METRICS = ("fid", "is", "mis", "am")
@@ -99,9 +99,7 @@ def plot_examples(classifier, waves: torch.Tensor, probs: np.ndarray, names: lis
         fig.suptitle(f"predicted {k}", fontsize=9)
         fig.tight_layout()
         path = folder / f"class_{k}.png"
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png")
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path.name)
     return written
 

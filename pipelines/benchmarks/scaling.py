@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from seqssm.pipelines.rundir import save_figure
 from pathlib import Path
 
 LAYERS = ("mamba", "mamba2", "s4d", "attention", "mamba2-ssd")
@@ -304,8 +305,6 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seqssm.atomic import atomic_open
-
     panels = (("forward", "us_per_token", "forward, µs per token"),
               ("train", "us_per_token", "forward + backward, µs per token"),
               ("forward", "decode_ms", "decoding, ms per token after L of context"))
@@ -324,9 +323,7 @@ def plot(res: dict, path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"2 layers, d_model {res['d_model']}, batch 1, {res['threads']} thread(s)", fontsize=9)
     fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_list(text: str, option: str, cast=str, allowed=None) -> list:

@@ -28,7 +28,7 @@ from seqssm.config import validate_tree
 from seqssm.pipelines.classify.config import ClassifyJobConfig, load_job
 from seqssm.pipelines.classify.suite import TaskError, find_tasks, read_references, read_splits, task_files
 from seqssm.pipelines.jobconfig import UsageError
-from seqssm.pipelines.rundir import atomic_write_json
+from seqssm.pipelines.rundir import atomic_write_json, save_figure
 
 
 def _fmt(x, nd: int = 3) -> str:
@@ -117,10 +117,7 @@ def _plot(row: dict, path: Path) -> None:
     ax.legend(uniq.values(), uniq.keys(), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from seqssm.pipelines.jobconfig import UsageError
-from seqssm.pipelines.rundir import atomic_write_json
+from seqssm.pipelines.rundir import atomic_write_json, save_figure
 
 
 def _fmt(x, nd: int = 3) -> str:
@@ -122,10 +122,7 @@ def _plot(runs: list[dict], rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def compare_runs(runs: list[str], out: str, names: list[str] | None = None) -> str:

@@ -30,7 +30,7 @@ import seqssm
 from seqssm.atomic import atomic_open, atomic_write_text
 from seqssm.config import validate_tree
 from seqssm.pipelines.jobconfig import UsageError
-from seqssm.pipelines.rundir import atomic_write_json, check_out_dir
+from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, save_figure
 from seqssm.pipelines.synthetic import train as E
 from seqssm.pipelines.synthetic.config import EVAL_JOBS, EvalJobConfig
 
@@ -319,5 +319,4 @@ def plot_combined(metrics: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -47,7 +47,7 @@ from seqssm.atomic import atomic_write_text
 from seqssm.config import validate_tree
 from seqssm.layers import Attention
 from seqssm.pipelines.jobconfig import UsageError
-from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
+from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir, save_figure
 from seqssm.pipelines.synthetic import tasks as T
 from seqssm.pipelines.synthetic.config import EvalJobConfig
 
@@ -410,8 +410,7 @@ def plot_accuracy(metrics: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------------- job
