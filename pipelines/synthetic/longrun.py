@@ -30,7 +30,7 @@ import seqssm
 from seqssm.atomic import atomic_open, atomic_write_text
 from seqssm.config import validate_tree
 from seqssm.pipelines.jobconfig import UsageError
-from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, save_figure
+from seqssm.pipelines.rundir import atomic_write_json, check_out_dir
 from seqssm.pipelines.synthetic import train as E
 from seqssm.pipelines.synthetic.config import EVAL_JOBS, EvalJobConfig
 
@@ -296,27 +296,4 @@ def combined_table(metrics: dict) -> str:
 
 
 def plot_combined(metrics: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=110)
-    for r in metrics["results"]:
-        xs = sorted(int(x) for x, res in r["eval"].items() if "accuracy" in res)
-        ys = [r["eval"][str(x)]["accuracy"] for x in xs]
-        err = [r["eval"][str(x)].get("stderr", 0.0) for x in xs]
-        ax.errorbar(xs, ys, yerr=err, fmt="o-", ms=3, capsize=2,
-                    label=f"{r['layer']} ({r['parameters']:,} params, {r['steps']:,} steps, "
-                          f"{r['train_seconds'] / 60:.0f} min)")
-    ax.axhline(metrics["chance"], color="gray", ls="--", lw=1, label="chance")
-    ax.axvline(max(metrics["train_lengths"]), color="gray", ls=":", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(-0.02, 1.04)
-    ax.set_xlabel("test length (dotted: longest training length)")
-    ax.set_ylabel("accuracy (± one standard error)")
-    ax.set_title(f"{metrics['task']}: trained at lengths <= {max(metrics['train_lengths'])}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-    fig.tight_layout()
-    save_figure(fig, path)
+    E.plot_accuracy(metrics, path, title=f"{metrics['task']}: trained at lengths <= {max(metrics['train_lengths'])}")

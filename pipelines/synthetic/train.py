@@ -388,27 +388,33 @@ def markdown_table(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_accuracy(metrics: dict, path: Path) -> None:
+def plot_accuracy(metrics: dict, path: Path, title: str | None = None) -> None:
+    """Accuracy against length (log-2 axis), one line per layer, error bars where a standard error was measured;
+    a layer's label gives its steps and minutes when the run recorded them (long runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=110)
     for r in metrics["results"]:
-        xs = [int(x) for x, res in r["eval"].items() if "accuracy" in res]
+        xs = sorted(int(x) for x, res in r["eval"].items() if "accuracy" in res)
         ys = [r["eval"][str(x)]["accuracy"] for x in xs]
-        ax.plot(xs, ys, "o-", label=f"{r['layer']} ({r['parameters']:,} params)")
+        err = [r["eval"][str(x)].get("stderr", 0.0) for x in xs]
+        label = f"{r['layer']} ({r['parameters']:,} params"
+        if "steps" in r and "train_seconds" in r:
+            label += f", {r['steps']:,} steps, {r['train_seconds'] / 60:.0f} min"
+        ax.errorbar(xs, ys, yerr=err, fmt="o-", ms=3, capsize=2, label=label + ")")
     ax.axhline(metrics["chance"], color="gray", ls="--", lw=1, label="chance")
     for length in metrics["train_lengths"]:
         ax.axvline(length, color="gray", ls=":", lw=0.8)
     ax.set_xscale("log", base=2)
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.04)
     ax.set_xlabel("length (dotted: training lengths)")
-    ax.set_ylabel("token accuracy")
-    ax.set_title(f"{metrics['task']}, {metrics['budget_seconds']:g} s training budget per model", fontsize=9)
+    ax.set_ylabel("accuracy (± one standard error)")
+    ax.set_title(title or f"{metrics['task']}, {metrics['budget_seconds']:g} s training budget per model", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     save_figure(fig, path)
 
