@@ -48,6 +48,33 @@ class TimeBudget:
         return {"max_time": {"seconds": self.seconds}} if self.seconds else {}
 
 
+class ReserveAfterTraining:
+    """How long a budgeted job still needs once training stops (its final scoring and writing files), so that
+    train.max_minutes covers the whole job: `units` (rows, or tokens) at the seconds per unit measured in the
+    validations, or, before the first one, a third of training's (a forward pass without gradients costs about a
+    third of a training step), times `safety`, plus `fixed` seconds for the files."""
+
+    def __init__(self, units: float, safety: float = 1.5, fixed: float = 5.0):
+        self.units, self.safety, self.fixed = units, safety, fixed
+        self.val_unit_seconds: float | None = None
+        self.train_unit_seconds: float | None = None
+
+    def seconds(self) -> float:
+        per = self.val_unit_seconds
+        if per is None:
+            per = (self.train_unit_seconds or 0.0) / 3
+        return self.safety * per * self.units + self.fixed
+
+
+def training_seconds_left(budget: TimeBudget, elapsed: float, reserve: ReserveAfterTraining) -> float:
+    """Seconds training may still run when `elapsed` seconds of the job's budget are spent and `reserve` must
+    follow; the cosine schedule is pointed at that moment, so the learning rate has come down when it stops."""
+    left = budget.seconds - elapsed - reserve.seconds()
+    if budget.start is not None:
+        budget.train_seconds = max(1.0, time.perf_counter() - budget.start + left)
+    return left
+
+
 def lr_schedule(warmup_steps: int, total_steps: int, min_lr_ratio: float, budget: TimeBudget | None = None):
     """The multiplier of the base lr at optimizer step s: linear warm-up, then cosine decay to min_lr_ratio at
     total_steps (SGDR, Loshchilov & Hutter 2017, eq. 5, one cycle). With a time budget, the cosine runs at the

@@ -50,31 +50,25 @@ from seqssm.pipelines.classify.infer import (
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
 from seqssm.pipelines.training import (
-    make_trainer,
-    TimeBudget, fit_and_validate, init_model, moe_aux_loss, optimizers, plot_curves,
+    ReserveAfterTraining, TimeBudget, fit_and_validate, init_model, make_trainer, moe_aux_loss, optimizers,
+    plot_curves, training_seconds_left,
 )
 
 ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png", "logs")
 
 
-class EvalReserve:
-    """How long the job still needs after training stops: one more dev validation (single strand) plus the final
-    scoring (dev and test, both strands: twice the rows), predicted from the seconds per sequence measured in
-    the validations (or, before the first one, a third of training's seconds per sequence: a forward pass
-    without gradients costs about a third of a training step), times `safety`, plus `fixed` seconds for saving
-    the model, the plot and the JSON files."""
+class EvalReserve(ReserveAfterTraining):
+    """What follows training in `classify train`: one more dev validation (single strand) plus the final scoring
+    (dev and test, both strands: twice the rows); the units are sequences."""
 
     def __init__(self, n_dev: int, n_test: int, strands: bool, safety: float = 1.5, fixed: float = 5.0):
-        self.rows = n_dev + (2 if strands else 1) * (n_dev + n_test)
-        self.safety, self.fixed = safety, fixed
-        self.val_seq_seconds: float | None = None
-        self.train_seq_seconds: float | None = None
+        super().__init__(n_dev + (2 if strands else 1) * (n_dev + n_test), safety, fixed)
 
-    def seconds(self) -> float:
-        per = self.val_seq_seconds
-        if per is None:
-            per = (self.train_seq_seconds or 0.0) / 3
-        return self.safety * per * self.rows + self.fixed
+    # the per-unit rates under the names of this job's unit
+    val_seq_seconds = property(lambda self: self.val_unit_seconds,
+                               lambda self, v: setattr(self, "val_unit_seconds", v))
+    train_seq_seconds = property(lambda self: self.train_unit_seconds,
+                                 lambda self, v: setattr(self, "train_unit_seconds", v))
 
 
 class ClassifyTask(L.LightningModule):
@@ -114,10 +108,7 @@ class ClassifyTask(L.LightningModule):
             return
         if self._train_rows:
             self.reserve.train_seq_seconds = self._train_time / self._train_rows
-        left = self.budget.seconds - (now - self.job_start) - self.reserve.seconds()
-        if self.budget.start is not None:  # the cosine schedule reaches its end when training has to stop
-            self.budget.train_seconds = max(1.0, now - self.budget.start + left)
-        if left <= 0:
+        if training_seconds_left(self.budget, now - self.job_start, self.reserve) <= 0:
             self.trainer.should_stop = True
 
     def training_step(self, batch, batch_idx):

@@ -37,6 +37,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 import seqssm
@@ -49,7 +50,9 @@ from seqssm.pipelines.pretrain.checkpoints import check_same_model, latest_check
 from seqssm.pipelines.pretrain.config import PretrainJobConfig, unit_of
 from seqssm.pipelines.pretrain.heldout import mask_tokens, score_heldout
 from seqssm.pipelines.rundir import atomic_write_json, publish, staging_dir
-from seqssm.pipelines.training import LN2, TimeBudget, init_model, make_trainer, optimizers, plot_curves
+from seqssm.pipelines.training import (
+    LN2, ReserveAfterTraining, TimeBudget, init_model, make_trainer, optimizers, plot_curves, training_seconds_left,
+)
 from seqssm.tbptt import segmented_backward
 
 CKPT_DIR = "checkpoints"
@@ -57,7 +60,7 @@ ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png
 class PretrainTask(L.LightningModule):
     """Causal LM with manual optimisation: TBPTT segments, the step-indexed data, periodic checkpoints."""
 
-    def __init__(self, model, job: PretrainJobConfig, corpus: Corpus, ckpt_dir: Path):
+    def __init__(self, model, job: PretrainJobConfig, corpus: Corpus, ckpt_dir: Path, job_start: float | None = None):
         super().__init__()
         self.model, self.job, self.corpus, self.ckpt_dir = model, job, corpus, ckpt_dir
         self.automatic_optimization = False
@@ -65,6 +68,17 @@ class PretrainTask(L.LightningModule):
         self.history: dict[str, list] = {"train": [], "val": []}
         self.tokens_seen = 0
         self.last_checkpoint = -1
+        # train.max_minutes covers the job: training stops early enough for the final held-out scoring
+        self.job_start = time.perf_counter() if job_start is None else job_start
+        self.setup_seconds = 0.0
+        self.reserve = ReserveAfterTraining(heldout_size(corpus, job), fixed=15.0)
+        self._t0, self._step_tokens, self._steps_seen, self._train_time, self._train_tokens = 0.0, 0, 0, 0.0, 0
+
+    def on_train_start(self):
+        self.setup_seconds = time.perf_counter() - self.job_start  # reading the data, building the model
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._t0 = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
         job, step = self.job, self.global_step
@@ -109,6 +123,7 @@ class PretrainTask(L.LightningModule):
         opt.step()
         sched.step()
         self.tokens_seen += b * l
+        self._step_tokens = b * l
         self.history["train"].append([step + 1, mean])
         world = self.trainer.world_size  # every process trains on its own windows of the same shape
         self.log_dict({"train_loss": mean, "train_bits": mean / LN2, "seq_len": float(l), "batch_size": float(b),
@@ -117,13 +132,32 @@ class PretrainTask(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         step, job = self.global_step, self.job
+        self._steps_seen += 1
+        if self._steps_seen > 1:  # the first step pays for start-up (allocation, compilation): not a rate
+            self._train_time += time.perf_counter() - self._t0
+            self._train_tokens += self._step_tokens
+            self.reserve.train_unit_seconds = self._train_time / self._train_tokens
         if (step % job.train.val_every == 0 or step == job.schedule.total_steps) and self.global_rank == 0:
+            t0 = time.perf_counter()
             res = score_heldout(self.model, self.corpus, job)
+            read = min(job.data.eval_max_tokens or self.reserve.units, self.reserve.units)
+            self.reserve.val_unit_seconds = (time.perf_counter() - t0) / max(1, read)
             self.history["val"].append([step, res["nats_per_token"]])
             self.log("val_bits", res["bits_per_token"], prog_bar=True, rank_zero_only=True)
         if step % job.train.checkpoint_every == 0 or step == job.schedule.total_steps:
             write_checkpoint(self.trainer, self.ckpt_dir, step, job.train.keep_checkpoints)
             self.last_checkpoint = step
+        if self.budget.seconds:
+            stop = self.global_rank == 0 and training_seconds_left(self.budget, self._elapsed(), self.reserve) <= 0
+            self.trainer.should_stop = bool(self.trainer.strategy.broadcast(stop)) or self.trainer.should_stop
+
+    def _elapsed(self) -> float:
+        """Seconds of the budget spent: training so far (Lightning's timer, which a resumed run restores from the
+        checkpoint) plus this process's set-up."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None:
+            return time.perf_counter() - self.job_start
+        return timer.time_elapsed("train") + self.setup_seconds
 
     def on_train_end(self):
         # a run stopped by train.max_minutes between checkpoints still ends with one
@@ -163,8 +197,15 @@ def _data_name(data, short: bool = False) -> str:
     return Path(data.path).name if short else str(Path(data.path).resolve())
 
 
+def heldout_size(corpus: Corpus, job: PretrainJobConfig) -> int:
+    """Tokens the final held-out scoring reads: every held-out token, plus (causal) each record's warm-up."""
+    context = job.data.eval_context if job.objective.kind == "causal" else 0
+    return sum(n - cut + min(context, cut) for _, n, cut in corpus.records)
+
+
 def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     """Run (or resume) the job; writes checkpoints as it goes and the run folder's artifacts at the end."""
+    job_start = time.perf_counter()  # train.max_minutes covers the job from here (the final scoring included)
     validate_tree(job)
     if not job.data.path and not job.data.genomes:
         raise UsageError("data.path is empty: pass --data FILE (or --set data.path=FILE, or list data.genomes)")
@@ -187,7 +228,7 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     init_model(model, t.init_from)
     if t.activation_checkpointing:
         set_activation_checkpointing(model)
-    task = PretrainTask(model, job, corpus, ckpt_dir)
+    task = PretrainTask(model, job, corpus, ckpt_dir, job_start)
     out.mkdir(parents=True, exist_ok=True)
     loggers = [CSVLogger(save_dir=str(out), name="", version="logs")]
     if t.tensorboard:
@@ -211,7 +252,9 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
     if trainer.global_rank != 0:  # under DDP the other processes stop here; process 0 scores and publishes
         return {}
     model = model.cpu()
+    t_score = time.perf_counter()
     final = score_heldout(model, corpus, job, final=True)
+    t_score = time.perf_counter() - t_score
     metrics = {
         "data": _data_name(job.data), "source": job.data.source, "objective": job.objective.kind,
         "steps": int(trainer.global_step),
@@ -220,6 +263,8 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         "processes": trainer.world_size,
         "heldout_tokens": final["tokens"],
         "heldout_nats_per_token": final["nats_per_token"], "heldout_bits_per_token": final["bits_per_token"],
+        "timing": {"final_scoring": round(t_score, 3), "reserved_after_training": round(task.reserve.seconds(), 3),
+                   "heldout_tokens_read": task.reserve.units},
     }
     with staging_dir(out) as stage:
         model.save_pretrained(stage / "model", extra_files=corpus.extra_files())
@@ -229,4 +274,6 @@ def pretrain(job: PretrainJobConfig, resume: bool = False) -> dict:
         plot_curves(task.history, stage / "curves.png", f"{_data_name(job.data, short=True)}: pretraining",
                     unit=unit_of(job.data.source))
         publish(stage, out, ARTIFACTS)
+    metrics["timing"]["job"] = round(time.perf_counter() - job_start, 3)  # this process, files written
+    atomic_write_json(out / "metrics.json", metrics)
     return metrics

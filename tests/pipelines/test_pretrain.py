@@ -342,3 +342,22 @@ def test_bad_audio_config(tmp_path, capsys, kv, key):
     assert main(args) == 2
     assert key in capsys.readouterr().err
 
+
+
+def test_budget_covers_the_whole_job_final_scoring_included(genome, tmp_path):
+    """train.max_minutes is the job's wall clock: a run with far more steps than the budget allows stops by the
+    clock's rule (time used + the measured reserve for the final held-out scoring reach the budget), scores every
+    held-out token, and the whole job ends within the budget plus a minute."""
+    minutes, out = 0.35, tmp_path / "run"
+    t0 = time.perf_counter()
+    assert main(_args(genome, out, 100000, [f"train.max_minutes={minutes}", "train.val_every=5",
+                                            "train.checkpoint_every=100000"])) == 0
+    wall = time.perf_counter() - t0
+    m = json.loads((out / "metrics.json").read_text())
+    assert 2 <= m["steps"] < 100000
+    assert m["heldout_tokens"] == 1200 + 800  # the final score still reads all of it
+    t = m["timing"]
+    assert t["heldout_tokens_read"] == 1200 + 64 + 800 + 64  # held-out parts plus each record's warm-up
+    assert t["reserved_after_training"] >= 15.0  # the files' fixed share, plus the scoring's predicted seconds
+    assert wall < 60 * (minutes + 1) and t["job"] < 60 * (minutes + 1)
+    assert t["job"] + t["reserved_after_training"] >= 60 * minutes - 1.0  # stopped by the rule, not before
