@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqssm.checkpoint import load_backbone_weights
+from seqssm.checkpoint import CheckpointError, load_backbone_weights, load_into
 from seqssm.pipelines.rundir import save_figure
 
 LN2 = math.log(2.0)
@@ -118,9 +118,33 @@ def moe_aux_loss(task, model) -> "torch.Tensor | float":
 
 
 def init_model(model, init_from: str) -> None:
-    """train.init_from: start the backbone from a saved model (fine-tuning); nothing when empty."""
-    if init_from:
+    """train.init_from: start the backbone from a saved model (fine-tuning), or from a training checkpoint of a
+    run that has not finished (`seqssm pretrain`'s RUN/checkpoints/step-N.ckpt); nothing when empty."""
+    if not init_from:
+        return
+    path = Path(init_from)
+    if path.is_file() and path.suffix == ".ckpt":
+        load_backbone_from_checkpoint(model, path)
+    else:
         load_backbone_weights(model, init_from)
+
+
+def load_backbone_from_checkpoint(model, path: Path) -> int:
+    """The `backbone.*` weights of a Lightning training checkpoint whose module holds the model as `.model` (every
+    seqssm job) into `model`'s backbone; one-line CheckpointError for a file that is not one, or other shapes.
+    Returns the number of tensors copied."""
+    try:  # our own checkpoints: they hold the optimizer's and loops' state as well (not weights-only)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt["state_dict"]
+    except Exception as err:  # a truncated zip, garbage bytes, another kind of file: torch raises several types
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"train.init_from {path}: not a readable training checkpoint ({reason})") from None
+    prefix = "model.backbone."
+    source = {k[len(prefix):]: t for k, t in state.items() if k.startswith(prefix)}
+    if not source:
+        raise CheckpointError(f"train.init_from {path}: the checkpoint holds no {prefix}* weights")
+    load_into(model.backbone, source, str(path))
+    return len(source)
 
 
 RUN_LOG = "lightning.log"  # in the run's logs/ folder, beside metrics.csv

@@ -361,3 +361,34 @@ def test_budget_covers_the_whole_job_final_scoring_included(genome, tmp_path):
     assert t["reserved_after_training"] >= 15.0  # the files' fixed share, plus the scoring's predicted seconds
     assert wall < 60 * (minutes + 1) and t["job"] < 60 * (minutes + 1)
     assert t["job"] + t["reserved_after_training"] >= 60 * minutes - 1.0  # stopped by the rule, not before
+
+
+def test_init_from_a_training_checkpoint(genome, tmp_path, capsys):
+    """train.init_from also takes a pretraining checkpoint (a run not finished, or an earlier step of one): the
+    classifier's backbone is that step's; a file that is not a checkpoint is one line."""
+    import seqssm
+    from seqssm.pipelines.training import init_model
+
+    run = tmp_path / "pre"
+    assert main(_args(genome, run, 4, ["train.val_every=100", "train.checkpoint_every=2"])) == 0
+    ckpt = run / "checkpoints" / "step-00000002.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    cfg = seqssm.ModelConfig.from_flat(d_model=16, n_layer=2, d_state=4, vocab_size=10, head="classify")
+    clf = seqssm.build_model(cfg)
+    init_model(clf, str(ckpt))
+    for k, v in clf.backbone.state_dict().items():
+        assert torch.equal(v, state["model.backbone." + k]), k
+    final = _weights(run)  # step 4: not what was loaded
+    assert any(not torch.equal(v, final["backbone." + k]) for k, v in clf.backbone.state_dict().items())
+
+    bad = tmp_path / "notes.ckpt"
+    bad.write_text("not a checkpoint")
+    from classify_helpers import make_rows, write_csv
+    tr, dv = write_csv(tmp_path / "train.csv", make_rows(32, seed=1)), write_csv(tmp_path / "dev.csv", make_rows(16, 2))
+    capsys.readouterr()
+    assert main(["classify", "train", "--train", tr, "--val", dv, "--out", str(tmp_path / "ft"),
+                 "--set", "model.d_model=16", "--set", "model.n_layer=2", "--set", "train.progress_bar=false",
+                 "--set", f"train.init_from={bad}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable training checkpoint" in err[0] and str(bad) in err[0]
+    assert not (tmp_path / "ft").exists()
