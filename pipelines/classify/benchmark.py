@@ -42,7 +42,7 @@ def _mcc(metrics: dict | None, mode: str):
 def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict, log) -> dict:
     """Train, score and baseline one task; returns its row (raises TaskError or other exceptions)."""
     from seqssm.pipelines.classify.train import train_classifier  # Lightning loads here
-    from seqssm.pipelines.kmer import kmer_baseline
+    from seqssm.pipelines.kmer import kmer_baseline, orientation_probe
 
     tf = task_files(folder)
     splits = read_splits(tf, job.data.max_length, job.data.truncation)
@@ -63,14 +63,21 @@ def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict,
         m = train_classifier(task_job, overwrite=True)
         log(f"[{tf.name}] model: {m['steps']} steps in {time.perf_counter() - t0:.0f} s (budget "
             f"{job.train.max_minutes:g} min), best dev {m['monitor']} {m['best_value']:.4f} at step {m['best_step']}")
+    # the baseline reads the strands the way the model was trained: both pooled, or the given one for a task the
+    # model's orientation probe found oriented (data.orientation; the probe itself when the model skipped it)
+    ori = m.get("orientation")
+    if ori is None and job.data.orientation == "auto":
+        ori = {"oriented": orientation_probe(tr, dv)["oriented"]}
+    strands = "forward" if (ori or {}).get("oriented") or job.data.orientation == "oriented" else "both"
     kpath = out / "kmer.json"
-    if kpath.is_file():
+    if kpath.is_file() and json.loads(kpath.read_text()).get("strands", "both") == strands:
         k = json.loads(kpath.read_text())
     else:
-        k = kmer_baseline(tr, dv, ts)
+        k = kmer_baseline(tr, dv, ts, strands=strands)
         atomic_write_json(kpath, k)
-    log(f"[{tf.name}] k-mer baseline: k {k['k']} C {k['C']:g}, dev MCC {k['dev_mcc']:.4f}, "
+    log(f"[{tf.name}] k-mer baseline ({k.get('strands', 'both')} strands): k {k['k']} C {k['C']:g}, dev MCC {k['dev_mcc']:.4f}, "
         f"test MCC {_fmt(k['test_mcc'], 4)} ({k['seconds']} s)")
+    main = "single_strand" if strands == "forward" or "rc_conjoin" not in m["dev"] else "rc_conjoin"
     return {
         "task": tf.name, "status": "ok", "files": {s: str(getattr(tf, s)) if getattr(tf, s) else None
                                                    for s in ("train", "dev", "test")},
@@ -82,11 +89,14 @@ def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict,
             "parameters": m["parameters"], "steps": m["steps"],
             "epochs": m["epochs"], "seconds": m["seconds"], "job_seconds": (m.get("timing") or {}).get("job"),
             "best_step": m["best_step"], "init_from": m.get("init_from"),
-            "dev_mcc": _mcc(m["dev"], "rc_conjoin"), "dev_mcc_single": _mcc(m["dev"], "single_strand"),
-            "dev_unique_mcc": _mcc(m.get("dev_unique"), "rc_conjoin"),
-            "test_mcc": _mcc(m.get("test"), "rc_conjoin"), "test_mcc_single": _mcc(m.get("test"), "single_strand"),
+            # the model's own scoring (RC-conjoined, or one strand for an oriented task), and one strand
+            "scoring": main, "oriented": strands == "forward",
+            "dev_mcc": _mcc(m["dev"], main), "dev_mcc_single": _mcc(m["dev"], "single_strand"),
+            "dev_unique_mcc": _mcc(m.get("dev_unique"), main),
+            "test_mcc": _mcc(m.get("test"), main), "test_mcc_single": _mcc(m.get("test"), "single_strand"),
         },
-        "kmer": {"k": k["k"], "C": k["C"], "dev_mcc": k["dev_mcc"], "test_mcc": k["test_mcc"]},
+        "kmer": {"k": k["k"], "C": k["C"], "dev_mcc": k["dev_mcc"], "test_mcc": k["test_mcc"],
+                 "strands": k.get("strands", "both")},
         "references": references.get(tf.name, {}),
     }
 
@@ -123,7 +133,9 @@ def _plot(row: dict, path: Path) -> None:
 def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:
     head = (f"Budget {minutes:g} min per task (training, last validation and final scoring); "
             f"{'fine-tuned from ' + init_from if init_from else 'from scratch'}. MCC; the model's is RC-conjoined "
-            "(one strand in brackets); k-mer = k-mer counts + logistic regression, k and C chosen on dev.\n\n"
+            "(one strand in brackets), except for a task its orientation probe found oriented (marked: trained "
+            "without reverse complements, one strand scored); k-mer = k-mer counts + logistic regression, k and C "
+            "chosen on dev, both strands pooled (the given strand only for an oriented task).\n\n"
             "| task | train / dev / test | duplicates train∩dev, train∩test, dev∩test | width×layers, steps (epochs) | "
             "job s | dev MCC | k-mer dev | test MCC | k-mer test (k) | test − k-mer | published (test) |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -137,7 +149,8 @@ def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:
         refs = ", ".join(f"{name} {v:.3f}" for name, v in r["references"].items()) or "–"
         dup = ", ".join(str(d[key]) if key in d else "–" for key in ("train_dev", "train_test", "dev_test"))
         lines.append(
-            f"| {r['task']} | {n['train']} / {n['dev']} / {n['test'] or '–'} | {dup} | "
+            f"| {r['task']}{' (oriented)' if m.get('oriented') else ''} | {n['train']} / {n['dev']} / "
+            f"{n['test'] or '–'} | {dup} | "
             f"{m['d_model']}×{m['n_layer']}, {m['steps']} ({m['epochs']:.1f}) | {_fmt(m['job_seconds'], 0)} | {_fmt(m['dev_mcc'])} ({_fmt(m['dev_mcc_single'])}) | "
             f"{_fmt(k['dev_mcc'])} | {_fmt(m['test_mcc'])} ({_fmt(m['test_mcc_single'])}) | "
             f"{_fmt(k['test_mcc'])} ({k['k']}) | {'–' if diff is None else f'{diff:+.3f}'} | {refs} |")

@@ -12,6 +12,7 @@ from seqssm.pipelines.jobconfig import TrainConfig, load_job as load_job_config,
 
 DEFAULT_CONFIG = "classify_dna"
 TRUNCATIONS = ("error", "right", "left")
+ORIENTATIONS = ("auto", "symmetric", "oriented")
 MONITORS = ("val_mcc", "val_acc", "val_f1", "val_auroc", "val_loss")
 
 
@@ -29,6 +30,9 @@ class ClassifyDataConfig:
     max_length: int = 512  # tokens per sequence at most
     truncation: str = "error"  # longer sequences: "error" (refused, naming the line), "right" keeps the start, "left" the end
     rc_augment: float = 0.5  # probability that a training row is replaced by its reverse complement (stranded domains)
+    # symmetric: rc_augment and eval.rc_conjoin as set; oriented: the label belongs to the given strand (promoters),
+    # so neither (rc_augment 0, one strand scored); auto: a k-mer probe on dev decides (stranded domains only)
+    orientation: str = "auto"
     batch_size: int = 32
     eval_batch_size: int = 128
     num_workers: int = 0
@@ -41,6 +45,8 @@ class ClassifyDataConfig:
         require(self.truncation in TRUNCATIONS, p + "truncation", self.truncation,
                 f"must be one of {', '.join(TRUNCATIONS)}")
         require(0 <= self.rc_augment <= 1, p + "rc_augment", self.rc_augment, "must be in [0, 1]")
+        require(self.orientation in ORIENTATIONS, p + "orientation", self.orientation,
+                f"must be one of {', '.join(ORIENTATIONS)}")
         check_batching(self, p)
 
 

@@ -230,6 +230,21 @@ def _scores(model, plugin, collate, ds, classes, batch_size, subset=None) -> dic
                  if len(idx) else None)
 
 
+def decide_orientation(setting: str, train, val, log=print) -> dict:
+    """data.orientation "oriented", or "auto": the k-mer probe on dev (pipelines/kmer.py) says whether the task's
+    label belongs to the given strand (then training without reverse complements and scoring one strand wins)."""
+    if setting == "oriented":
+        return {"setting": setting, "oriented": True, "probe": None}
+    from seqssm.pipelines.kmer import orientation_probe
+
+    probe = orientation_probe(train, val)
+    log(f"seqssm classify train: orientation probe (k-mer models, dev log-loss): {probe['dev_loss_forward']:.4f} on "
+        f"the given strand, {probe['dev_loss_both']:.4f} both strands pooled (difference "
+        f"{probe['loss_gain_forward']:+.4f} ± {probe['stderr']:.4f}) -> "
+        f"{'oriented: no reverse complements' if probe['oriented'] else 'strand-symmetric'} ({probe['seconds']} s)")
+    return {"setting": setting, "oriented": probe["oriented"], "probe": probe}
+
+
 def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
     """Train as `job` says and write the run folder `job.out_dir`; returns the metrics dict."""
     job_start = time.perf_counter()  # train.max_minutes covers the whole job from here
@@ -255,6 +270,14 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
     resolved = {k: str(Path(getattr(d, k)).resolve()) if getattr(d, k) else "" for k in ("train", "val", "test")}
     model_cfg = dataclasses.replace(job.model, num_classes=train.num_classes)
     job = dataclasses.replace(job, model=model_cfg, data=dataclasses.replace(d, **resolved))
+
+    orientation = None
+    if plugin.strands and d.orientation != "symmetric":
+        orientation = decide_orientation(d.orientation, train, val)
+        if orientation["oriented"]:  # the label belongs to the given strand: no reverse complements anywhere
+            job = dataclasses.replace(job, data=dataclasses.replace(job.data, rc_augment=0.0),
+                                      eval=dataclasses.replace(job.eval, rc_conjoin=False))
+            d = job.data
 
     steps_per_epoch = math.ceil(len(train) / d.batch_size)
     total = t.max_steps or t.max_epochs * steps_per_epoch
@@ -316,6 +339,7 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
             "best_step": task.best_step,
             "best_value": task.best_value,
             "sizing": sizing,
+            "orientation": orientation,
             "dev": dev_scores,
             "dev_duplicates_of_train": dup.n_duplicates,
         }
@@ -327,6 +351,8 @@ def train_classifier(job: ClassifyJobConfig, overwrite: bool = False) -> dict:
         # wall-clock seconds (not reproducible run to run, unlike everything above)
         metrics["timing"] = {"final_scoring": round(time.perf_counter() - t_eval, 3),
                              "reserved_after_training": round(reserve.seconds(), 3)}
+        if orientation and orientation["probe"]:  # seconds are not reproducible: with the other timings
+            metrics["timing"]["orientation_probe"] = orientation["probe"].pop("seconds")
 
         model.save_pretrained(stage / "model", extra_files={"tokenizer.json": tok.to_json(),
                                                             "classes.json": json.dumps(train.classes)})

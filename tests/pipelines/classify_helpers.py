@@ -35,6 +35,20 @@ def make_rows(n: int, seed: int = 0, length=(20, 40)) -> list[tuple[str, str]]:
     return rows
 
 
+def make_oriented_rows(n: int, seed: int = 0, length=(30, 50)) -> list[tuple[str, str]]:
+    """An oriented task (like a promoter's TATA box): label 1 rows carry TATAAA on the given strand, label 0 rows
+    its reverse complement TTTATA, so only a model that tells the strands apart can separate them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        k = int(rng.integers(*length))
+        seq = "".join(rng.choice(list("ACGT"), size=k))
+        j = int(rng.integers(0, k - 6))
+        seq = seq[:j] + ("TATAAA" if i % 2 else "TTTATA") + seq[j + 6:]
+        rows.append((seq, str(i % 2)))
+    return rows
+
+
 def write_csv(path, rows) -> str:
     path.write_text("sequence,label\n" + "".join(f"{s},{y}\n" for s, y in rows))
     return str(path)

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from classify_helpers import TINY_CLS, make_rows, write_csv
+from classify_helpers import TINY_CLS, make_oriented_rows, make_rows, write_csv
 from seqssm.pipelines.cli import main
-from seqssm.pipelines.kmer import kmer_features, mcc
+from seqssm.pipelines.kmer import kmer_features, mcc, orientation_probe
 
 # the budget is generous for these few steps: the tiny job ends on max_steps, the budget only bounds it
 SUITE_SET = [kv for kv in TINY_CLS if not kv.startswith("train.max_steps")] + ["train.max_steps=8",
@@ -54,6 +54,10 @@ def suite_run(tmp_path_factory):
     _gue_task(suite / "f_dups")
     rows = make_rows(64, seed=0)
     write_csv(suite / "f_dups" / "dev.csv", rows[:5] + make_rows(19, seed=5))  # 5 dev rows also in train
+    g = suite / "g_oriented"
+    g.mkdir()
+    for split, k, sd in (("train", 96, 0), ("dev", 40, 1), ("test", 24, 2)):
+        write_csv(g / f"{split}.csv", make_oriented_rows(k, seed=sd))
     (suite / "references.yaml").write_text("a_gue: {Some-Model: 0.5}\n")
     out = root / "run"
     code = main(_args(suite, out))
@@ -173,3 +177,69 @@ def test_compare_bad_input_is_one_line(suite_run, tmp_path, capsys, case):
     assert len(err.splitlines()) == 1
     assert (str(tmp_path) in err and "results.json" in err) if case == "not_a_run" else "2 names for 1 runs" in err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_kmer_features_of_the_given_strand_only():
+    x = kmer_features(["AACG", "CGTT"], 2, strands="forward")  # reverse complements: different on one strand
+    assert not np.array_equal(x[0], x[1])
+
+
+class _Split:
+    def __init__(self, rows):
+        self.sequences, self.labels = [q for q, _ in rows], [int(y) for _, y in rows]
+        self.num_classes = 2
+
+    def __len__(self):
+        return len(self.sequences)
+
+
+@pytest.mark.parametrize("oriented", [True, False], ids=["tata_box_on_one_strand", "palindromic_motif"])
+def test_orientation_probe(oriented):
+    rows = make_oriented_rows if oriented else make_rows
+    probe = orientation_probe(_Split(rows(200, seed=1)), _Split(rows(80, seed=2)), ks=(3, 4), cs=(0.1,))
+    assert probe["oriented"] is oriented
+    if oriented:
+        assert probe["dev_mcc_forward"] > 0.6 and probe["dev_mcc_both"] < 0.3
+        assert probe["dev_loss_forward"] < probe["dev_loss_both"]
+
+
+def test_oriented_task_trains_and_scores_one_strand(suite_run):
+    """The suite's oriented task: the model's probe found it oriented (no reverse complements, one strand scored)
+    and the k-mer baseline reads the given strand only; the strand-symmetric tasks are unchanged."""
+    _, out, _ = suite_run
+    rows = {r["task"]: r for r in json.loads((out / "results.json").read_text())["tasks"]}
+    g = rows["g_oriented"]
+    assert g["status"] == "ok" and g["model"]["oriented"] and g["model"]["scoring"] == "single_strand"
+    assert g["kmer"]["strands"] == "forward" and g["kmer"]["dev_mcc"] > 0.8
+    m = json.loads((out / "tasks" / "g_oriented" / "model" / "metrics.json").read_text())
+    assert m["orientation"]["oriented"] and "rc_conjoin" in m["dev"]  # both reported; the run scores one
+    cfg = (out / "tasks" / "g_oriented" / "model" / "config.yaml").read_text()
+    assert "rc_augment: 0.0" in cfg and "rc_conjoin: false" in cfg
+    a = rows["a_gue"]
+    assert not a["model"]["oriented"] and a["model"]["scoring"] == "rc_conjoin" and a["kmer"]["strands"] == "both"
+    assert "g_oriented (oriented)" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("setting", ["symmetric", "oriented", "sideways"])
+def test_orientation_setting(tmp_path, capsys, setting):
+    """data.orientation symmetric keeps the reverse-complement options as set (no probe), oriented turns them off
+    without a probe; another value is one line naming the key."""
+    tr = write_csv(tmp_path / "train.csv", make_oriented_rows(48, seed=1))
+    dv = write_csv(tmp_path / "dev.csv", make_oriented_rows(16, seed=2))
+    sets = [kv for kv in TINY_CLS if not kv.startswith("train.max_steps")] + ["train.max_steps=2",
+                                                                               f"data.orientation={setting}"]
+    code = main(["classify", "train", "--train", tr, "--val", dv, "--out", str(tmp_path / "run"),
+                 *[x for kv in sets for x in ("--set", kv)]])
+    if setting == "sideways":
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "data.orientation" in err[0]
+        return
+    assert code == 0
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    cfg = (tmp_path / "run" / "config.yaml").read_text()
+    if setting == "symmetric":
+        assert m["orientation"] is None and "rc_augment: 0.5" in cfg and "rc_conjoin: true" in cfg
+    else:
+        assert m["orientation"] == {"setting": "oriented", "oriented": True, "probe": None}
+        assert "rc_augment: 0.0" in cfg and "rc_conjoin: false" in cfg
