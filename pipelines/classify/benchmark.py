@@ -39,7 +39,10 @@ def _mcc(metrics: dict | None, mode: str):
     return None if not metrics else metrics[mode]["mcc"]
 
 
-def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict, log) -> dict:
+BASELINES = ("kmer", "none")
+
+
+def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict, log, baseline: str = "kmer") -> dict:
     """Train, score and baseline one task; returns its row (raises TaskError or other exceptions)."""
     from seqssm.pipelines.classify.train import train_classifier  # Lightning loads here
     from seqssm.pipelines.kmer import kmer_baseline, orientation_probe
@@ -69,14 +72,16 @@ def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict,
     if ori is None and job.data.orientation == "auto":
         ori = {"oriented": orientation_probe(tr, dv)["oriented"]}
     strands = "forward" if (ori or {}).get("oriented") or job.data.orientation == "oriented" else "both"
-    kpath = out / "kmer.json"
-    if kpath.is_file() and json.loads(kpath.read_text()).get("strands", "both") == strands:
-        k = json.loads(kpath.read_text())
-    else:
-        k = kmer_baseline(tr, dv, ts, strands=strands)
-        atomic_write_json(kpath, k)
-    log(f"[{tf.name}] k-mer baseline ({k.get('strands', 'both')} strands): k {k['k']} C {k['C']:g}, dev MCC {k['dev_mcc']:.4f}, "
-        f"test MCC {_fmt(k['test_mcc'], 4)} ({k['seconds']} s)")
+    k = None
+    if baseline == "kmer":
+        kpath = out / "kmer.json"
+        if kpath.is_file() and json.loads(kpath.read_text()).get("strands", "both") == strands:
+            k = json.loads(kpath.read_text())
+        else:
+            k = kmer_baseline(tr, dv, ts, strands=strands)
+            atomic_write_json(kpath, k)
+        log(f"[{tf.name}] k-mer baseline ({k.get('strands', 'both')} strands): k {k['k']} C {k['C']:g}, "
+            f"dev MCC {k['dev_mcc']:.4f}, test MCC {_fmt(k['test_mcc'], 4)} ({k['seconds']} s)")
     main = "single_strand" if strands == "forward" or "rc_conjoin" not in m["dev"] else "rc_conjoin"
     return {
         "task": tf.name, "status": "ok", "files": {s: str(getattr(tf, s)) if getattr(tf, s) else None
@@ -95,8 +100,8 @@ def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict,
             "dev_unique_mcc": _mcc(m.get("dev_unique"), main),
             "test_mcc": _mcc(m.get("test"), main), "test_mcc_single": _mcc(m.get("test"), "single_strand"),
         },
-        "kmer": {"k": k["k"], "C": k["C"], "dev_mcc": k["dev_mcc"], "test_mcc": k["test_mcc"],
-                 "strands": k.get("strands", "both")},
+        "kmer": None if k is None else {"k": k["k"], "C": k["C"], "dev_mcc": k["dev_mcc"], "test_mcc": k["test_mcc"],
+                                        "strands": k.get("strands", "both")},
         "references": references.get(tf.name, {}),
     }
 
@@ -108,9 +113,11 @@ def _plot(row: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     m, k = row["model"], row["kmer"]
-    bars = [("seqssm\n(RC conjoined)", m["dev_mcc"], m["test_mcc"]),
-            ("seqssm\n(one strand)", m["dev_mcc_single"], m["test_mcc_single"]),
-            (f"k-mer LR\n(k={k['k']})", k["dev_mcc"], k["test_mcc"])]
+    bars = [("seqssm\n(one strand)" if m.get("oriented") else "seqssm\n(RC conjoined)", m["dev_mcc"], m["test_mcc"])]
+    if not m.get("oriented"):
+        bars.append(("seqssm\n(one strand)", m["dev_mcc_single"], m["test_mcc_single"]))
+    if k is not None:
+        bars.append((f"k-mer LR\n(k={k['k']})", k["dev_mcc"], k["test_mcc"]))
     bars += [(name, None, v) for name, v in row["references"].items()]
     fig, ax = plt.subplots(figsize=(1.6 * len(bars) + 2, 3.6), dpi=110)
     w = 0.38
@@ -144,7 +151,8 @@ def table_markdown(rows: list[dict], minutes: float, init_from: str) -> str:
         if r["status"] != "ok":
             lines.append(f"| {r['task']} | **failed**: {r['error']} | | | | | | | | | |")
             continue
-        m, k, n, d = r["model"], r["kmer"], r["n"], r["duplicates"]
+        m, n, d = r["model"], r["n"], r["duplicates"]
+        k = r["kmer"] or {"dev_mcc": None, "test_mcc": None, "k": "not run"}
         diff = None if m["test_mcc"] is None or k["test_mcc"] is None else m["test_mcc"] - k["test_mcc"]
         refs = ", ".join(f"{name} {v:.3f}" for name, v in r["references"].items()) or "–"
         dup = ", ".join(str(d[key]) if key in d else "–" for key in ("train_dev", "train_test", "dev_test"))
@@ -164,8 +172,11 @@ def main_table(run: str | Path) -> str:
 
 
 def run_benchmark(suite: str, out: str, config: str | None, overrides=(), minutes: float = 10.0,
-                  init_from: str = "", only: list[str] | None = None, log=print) -> list[dict]:
-    """Run (or resume) a benchmark; returns the rows in task order."""
+                  init_from: str = "", only: list[str] | None = None, log=print, baseline: str = "kmer") -> list[dict]:
+    """Run (or resume) a benchmark; returns the rows in task order. baseline "none" skips the k-mer baseline of
+    the tasks trained now (its grid costs minutes to an hour on a task of tens of thousands of rows)."""
+    if baseline not in BASELINES:
+        raise UsageError(f"--baseline {baseline}: must be one of {', '.join(BASELINES)}")
     suite_p, out_p = Path(suite).resolve(), Path(out)
     if minutes <= 0:
         raise UsageError(f"--minutes {minutes:g}: must be > 0 (the per-task time budget)")
@@ -205,7 +216,7 @@ def run_benchmark(suite: str, out: str, config: str | None, overrides=(), minute
             log(f"[{folder.name}] task {i}/{len(folders)} starts")
             tdir.mkdir(parents=True, exist_ok=True)
             try:
-                row = _run_task(folder, job, tdir, references, log)
+                row = _run_task(folder, job, tdir, references, log, baseline)
                 atomic_write_json(done, row)
             except (TaskError, UsageError) as err:
                 row = {"task": folder.name, "status": "failed", "error": str(err).splitlines()[0]}

@@ -67,7 +67,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from seqssm.pipelines.classify.benchmark import run_benchmark, table_markdown
 
     only = [t for t in args.tasks.split(",") if t] if args.tasks else None
-    rows = run_benchmark(args.suite, args.out, args.config, args.set, args.minutes, args.init_from or "", only)
+    rows = run_benchmark(args.suite, args.out, args.config, args.set, args.minutes, args.init_from or "", only,
+                         baseline=args.baseline)
     print(table_markdown(rows, args.minutes, args.init_from or ""))
     failed = [r["task"] for r in rows if r["status"] != "ok"]
     print(f"seqssm classify benchmark: {len(rows) - len(failed)} of {len(rows)} tasks done"
@@ -131,6 +132,8 @@ def register(subparsers) -> None:
                     help="wall-clock budget per task, final scoring included (default 10)")
     bm.add_argument("--init-from", help="fine-tune every task from this pretrained model or run folder")
     bm.add_argument("--tasks", help="only these task folders, comma-separated")
+    bm.add_argument("--baseline", default="kmer", help="kmer (default) or none: skip the k-mer baseline of the tasks "
+                                                        "trained now (its grid takes long on large tasks)")
     bm.set_defaults(func=_cmd_benchmark)
 
     cp = sub.add_parser("compare", help="several benchmark runs of one suite side by side (e.g. from scratch "

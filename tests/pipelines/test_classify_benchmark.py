@@ -243,3 +243,16 @@ def test_orientation_setting(tmp_path, capsys, setting):
     else:
         assert m["orientation"] == {"setting": "oriented", "oriented": True, "probe": None}
         assert "rc_augment: 0.0" in cfg and "rc_conjoin: false" in cfg
+
+
+def test_baseline_none_skips_the_kmer_grid(tmp_path, capsys):
+    suite = tmp_path / "suite"
+    _gue_task(suite / "a_gue")
+    out = tmp_path / "run"
+    assert main(_args(suite, out, ) + ["--baseline", "none"]) == 0
+    row = json.loads((out / "results.json").read_text())["tasks"][0]
+    assert row["status"] == "ok" and row["kmer"] is None and not (out / "tasks" / "a_gue" / "kmer.json").exists()
+    assert "not run" in (out / "results.md").read_text() and (out / "plots" / "a_gue.png").is_file()
+    capsys.readouterr()
+    assert main(_args(suite, tmp_path / "run2") + ["--baseline", "lasso"]) == 2
+    assert "--baseline lasso" in capsys.readouterr().err
