@@ -43,6 +43,11 @@ class TimeBudget:
             self.start = time.perf_counter()
         return (time.perf_counter() - self.start) / (self.train_seconds or self.seconds)
 
+    def stop_in(self, seconds: float) -> None:
+        """Training will stop `seconds` from now: the schedule's clock reaches its end then."""
+        if self.start is not None:
+            self.train_seconds = max(1.0, time.perf_counter() - self.start + seconds)
+
     def trainer_kwargs(self) -> dict:
         """Lightning stops the fit at the budget (and runs the usual end-of-fit hooks)."""
         return {"max_time": {"seconds": self.seconds}} if self.seconds else {}
@@ -70,8 +75,7 @@ def training_seconds_left(budget: TimeBudget, elapsed: float, reserve: ReserveAf
     """Seconds training may still run when `elapsed` seconds of the job's budget are spent and `reserve` must
     follow; the cosine schedule is pointed at that moment, so the learning rate has come down when it stops."""
     left = budget.seconds - elapsed - reserve.seconds()
-    if budget.start is not None:
-        budget.train_seconds = max(1.0, time.perf_counter() - budget.start + left)
+    budget.stop_in(left)
     return left
 
 

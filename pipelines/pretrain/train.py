@@ -147,9 +147,12 @@ class PretrainTask(L.LightningModule):
         if step % job.train.checkpoint_every == 0 or step == job.schedule.total_steps:
             write_checkpoint(self.trainer, self.ckpt_dir, step, job.train.keep_checkpoints)
             self.last_checkpoint = step
-        if self.budget.seconds:
-            stop = self.global_rank == 0 and training_seconds_left(self.budget, self._elapsed(), self.reserve) <= 0
-            self.trainer.should_stop = bool(self.trainer.strategy.broadcast(stop)) or self.trainer.should_stop
+        if self.budget.seconds:  # process 0 measures the scoring; every process follows its clock (same lr, same stop)
+            left = training_seconds_left(self.budget, self._elapsed(), self.reserve) if self.global_rank == 0 else 0.0
+            left = float(self.trainer.strategy.broadcast(left))
+            self.budget.stop_in(left)
+            if left <= 0:
+                self.trainer.should_stop = True
 
     def _elapsed(self) -> float:
         """Seconds of the budget spent: training so far (Lightning's timer, which a resumed run restores from the

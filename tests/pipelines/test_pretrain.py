@@ -392,3 +392,20 @@ def test_init_from_a_training_checkpoint(genome, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a readable training checkpoint" in err[0] and str(bad) in err[0]
     assert not (tmp_path / "ft").exists()
+
+
+def test_two_process_ddp_stops_together_on_the_budget(genome, tmp_path):
+    """Under DDP the budget's stop is decided by process 0 (which alone measures the final scoring) and broadcast:
+    both processes stop at the same step (a disagreement would leave one waiting in a collective) and the job ends
+    within the budget plus a minute."""
+    out, minutes = tmp_path / "ddp", 0.75  # start-up of the second process and the 15 s reserve come out of it
+    args = _args(genome, out, 100000, ["train.val_every=5", "train.checkpoint_every=100000", "train.devices=2",
+                                       f"train.max_minutes={minutes}"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "seqssm.pipelines.cli", *args], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["processes"] == 2 and 2 <= m["steps"] < 100000
+    assert time.perf_counter() - t0 < 60 * (minutes + 1) + 30  # + the two interpreters' start-up
