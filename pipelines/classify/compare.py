@@ -62,18 +62,21 @@ def compare_rows(runs: list[dict]) -> list[dict]:
             else:
                 m = row["model"]
                 cells.append({"status": "ok", "dev_mcc": m["dev_mcc"], "test_mcc": m["test_mcc"],
+                              "oriented": bool(m.get("oriented")),
                               "width": m["d_model"], "layers": m["n_layer"], "steps": m["steps"],
                               "epochs": m["epochs"], "job_seconds": m.get("job_seconds")})
                 kmer = kmer or row["kmer"]
         ok = [(i, c) for i, c in enumerate(cells) if c["status"] == "ok" and c["dev_mcc"] is not None]
         best = max(ok, key=lambda ic: ic[1]["dev_mcc"])[0] if ok else None
-        rows.append({"task": task, "runs": cells, "kmer": kmer, "best_on_dev": best})
+        rows.append({"task": task, "runs": cells, "kmer": kmer, "best_on_dev": best,
+                     "oriented": any(c.get("oriented") for c in cells)})
     return rows
 
 
 def compare_markdown(runs: list[dict], rows: list[dict]) -> str:
     names = [r["name"] for r in runs]
-    head = ("MCC (RC-conjoined); dev, then test. k-mer = k-mer counts + logistic regression, k and C chosen on dev. "
+    head = ("MCC as each run scores it: RC-conjoined, or one strand for a task the orientation probe found oriented "
+            "(marked); dev, then test. k-mer = k-mer counts + logistic regression, k and C chosen on dev. "
             "**Bold**: the run best on dev for that task.\n\n"
             "| task | " + " | ".join(f"{n}: dev / test (width×layers, epochs)" for n in names)
             + " | k-mer dev / test | best test − k-mer |\n|---|" + "---|" * (len(names) + 2) + "\n")
@@ -90,7 +93,7 @@ def compare_markdown(runs: list[dict], rows: list[dict]) -> str:
         k = row["kmer"] or {}
         best = None if row["best_on_dev"] is None else row["runs"][row["best_on_dev"]]["test_mcc"]
         diff = None if best is None or k.get("test_mcc") is None else best - k["test_mcc"]
-        lines.append(f"| {row['task']} | " + " | ".join(parts)
+        lines.append(f"| {row['task']}{' (oriented)' if row['oriented'] else ''} | " + " | ".join(parts)
                      + f" | {_fmt(k.get('dev_mcc'))} / {_fmt(k.get('test_mcc'))} | "
                      + ("–" if diff is None else f"{diff:+.3f}") + " |")
     runs_txt = "\n".join(f"- {r['name']}: `{r['run']}`, {r['minutes']:g} min per task"
