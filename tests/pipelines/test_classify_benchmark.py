@@ -163,6 +163,7 @@ def test_compare_puts_runs_side_by_side(suite_run, tmp_path, capsys):
     assert by["c_no_train"]["runs"][0]["status"] == "failed" and by["c_no_train"]["best_on_dev"] is None
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| a_gue |" in md and "**" in md and "not run" in md and "/x/backbone" in md
+    assert "| g_oriented (oriented) |" in md and by["g_oriented"]["oriented"] and not by["a_gue"]["oriented"]
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
