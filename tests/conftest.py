@@ -13,6 +13,15 @@ torch.set_num_threads(1)
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts with one torch thread again (a test or benchmark that sets its own count does not leak it)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_genome_cache(tmp_path_factory):
     """FASTA indexes and decompressed genomes go to a cache (domains/dna/genome_cache.py); keep the suite's out of

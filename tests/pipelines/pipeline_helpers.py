@@ -30,3 +30,13 @@ def make_text(n: int, seed: int = 0) -> bytes:
     while len(out) < n:
         out += bytes(rng.choice(letters, size=int(rng.integers(2, 7)))) + b" "
     return bytes(out[:n])
+
+
+def one_line_error(main, argv, capsys, *needles) -> str:
+    """`main(argv)` exits 2 with one `seqssm: error:` line holding every needle; returns that line."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("seqssm: error:") and "\n" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err

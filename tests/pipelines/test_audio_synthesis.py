@@ -38,13 +38,6 @@ def _tone(rng, digit, n, rate=8000):
             + 0.02 * rng.standard_normal(n)).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:

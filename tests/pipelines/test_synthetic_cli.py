@@ -12,6 +12,7 @@ import yaml
 import seqssm
 from seqssm.pipelines.synthetic import cli as synthetic_cli
 from seqssm.pipelines.synthetic import train as evaluate
+from pipeline_helpers import one_line_error
 from seqssm.pipelines.cli import main
 from seqssm.pipelines.schemas import SCHEMAS, schema_for_file
 from seqssm.pipelines.synthetic.config import EVAL_JOBS, CopyJob, InductionHeadsJob
@@ -106,14 +107,6 @@ def test_lengths_over_the_time_cap_are_skipped_with_the_reason():
     assert "accuracy" in res["8"] and "eval.max_seconds" in res["4000"]["skipped"]
 
 
-def _one_line_error(argv, capsys, *needles):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("seqssm: error:") and "\n" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
-
 
 @pytest.mark.parametrize("argv, needles", [
     (["eval", "nosuchtask"], ["invalid choice"]),
@@ -130,11 +123,11 @@ def _one_line_error(argv, capsys, *needles):
     (["eval", "copy", "--config", "/no/such.yaml"], ["/no/such.yaml"]),
 ])
 def test_bad_options_are_one_line_with_status_2(argv, needles, capsys, tmp_path):
-    _one_line_error(argv + ["--out", str(tmp_path / "x")], capsys, *needles)
+    one_line_error(main, argv + ["--out", str(tmp_path / "x")], capsys, *needles)
     assert not (tmp_path / "x").exists()
 
 
 def test_non_empty_run_folder_is_refused(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
-    _one_line_error(["eval", "copy", "--out", str(tmp_path)], capsys, "--overwrite")
+    one_line_error(main, ["eval", "copy", "--out", str(tmp_path)], capsys, "--overwrite")
     assert (tmp_path / "keep.txt").read_text() == "mine"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import seqssm
+from pipeline_helpers import one_line_error
 from seqssm.pipelines.cli import main
 from seqssm.pipelines.synthetic import longrun
 from seqssm.pipelines.synthetic import train as E
@@ -189,29 +190,22 @@ def test_first_trigger_distance_counts_back_from_the_end():
     assert not ((batch.inputs == job.task.vocab) & before).any()
 
 
-def _one_line_error(argv, capsys, *needles):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("seqssm: error:") and "\n" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
 
 def test_long_run_errors_are_one_line(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    _one_line_error(["eval", "induction-heads", "--resume", str(empty)], capsys, "config.yaml")
+    one_line_error(main, ["eval", "induction-heads", "--resume", str(empty)], capsys, "config.yaml")
     job = _job(tmp_path, "run", ["train.steps=2"])
     longrun.run_job(job, log=lambda *a: None)
-    _one_line_error(["eval", "induction-heads", "--resume", job.out_dir, "--set", "train.lr=1"], capsys,
+    one_line_error(main, ["eval", "induction-heads", "--resume", job.out_dir, "--set", "train.lr=1"], capsys,
                     "--set train.lr=1", "train.steps")
-    _one_line_error(["eval", "induction-heads", "--resume", job.out_dir, "--layer", "s4d"], capsys,
+    one_line_error(main, ["eval", "induction-heads", "--resume", job.out_dir, "--layer", "s4d"], capsys,
                     "--layer", "cannot be combined")
-    _one_line_error(["eval", "induction-heads", "--score", job.out_dir, "--set", "train.lr=1"], capsys, "eval.*")
-    _one_line_error(["eval", "copy", "--score", job.out_dir], capsys, "induction-heads")
+    one_line_error(main, ["eval", "induction-heads", "--score", job.out_dir, "--set", "train.lr=1"], capsys, "eval.*")
+    one_line_error(main, ["eval", "copy", "--score", job.out_dir], capsys, "induction-heads")
     (Path(job.out_dir) / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    _one_line_error(["eval", "induction-heads", "--score", job.out_dir], capsys, "checkpoint")
-    _one_line_error(["eval", "induction-heads", "--config", "eval_induction_heads_long", "--compare",
+    one_line_error(main, ["eval", "induction-heads", "--score", job.out_dir], capsys, "checkpoint")
+    one_line_error(main, ["eval", "induction-heads", "--config", "eval_induction_heads_long", "--compare",
                      "mamba,s4d", "--out", str(tmp_path / "x")], capsys, "compare.layers")
     assert not (tmp_path / "x").exists()
 
@@ -254,6 +248,6 @@ def test_combine_puts_the_models_of_several_runs_in_one_table_and_plot(tmp_path,
     assert table.count("\n| ") == 4  # header and three models
     assert "| · |" in table  # the compare run did not score 32
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
-    _one_line_error(["eval", "induction-heads", "--combine", str(tmp_path / "nothing"), "--out", str(out)], capsys,
+    one_line_error(main, ["eval", "induction-heads", "--combine", str(tmp_path / "nothing"), "--out", str(out)], capsys,
                     "metrics.json")
-    _one_line_error(["eval", "copy", "--combine", str(cmp), "--out", str(out)], capsys, "not copy")
+    one_line_error(main, ["eval", "copy", "--combine", str(cmp), "--out", str(out)], capsys, "not copy")
