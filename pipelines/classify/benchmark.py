@@ -75,9 +75,8 @@ def _run_task(folder: Path, job: ClassifyJobConfig, out: Path, references: dict,
     k = None
     if baseline == "kmer":
         kpath = out / "kmer.json"
-        if kpath.is_file() and json.loads(kpath.read_text()).get("strands", "both") == strands:
-            k = json.loads(kpath.read_text())
-        else:
+        k = json.loads(kpath.read_text()) if kpath.is_file() else None
+        if k is None or k.get("strands", "both") != strands:  # files from before the strand choice read both
             k = kmer_baseline(tr, dv, ts, strands=strands)
             atomic_write_json(kpath, k)
         log(f"[{tf.name}] k-mer baseline ({k.get('strands', 'both')} strands): k {k['k']} C {k['C']:g}, "
