@@ -16,7 +16,9 @@ untouched and saves and loads as any `lm` model; the two tables are saved beside
 
 "Any" is a condition of its own: training replaces each given condition by "any" with probability drop_prob, so the
 same model samples unconditionally ([any, any]), by digit only or by speaker only (the classifier-free-guidance
-training recipe of Ho & Salimans 2022, without the guidance itself).
+training recipe of Ho & Salimans 2022). `GuidedSampleLM` adds the guidance at sampling time: the conditioned and the
+[any, any] streams run side by side in one batch, and each step's log-probabilities are extrapolated from the
+unconditioned towards the conditioned ones.
 """
 
 from __future__ import annotations
@@ -144,4 +146,51 @@ class ConditionalSampleLM(GenerationMixin, nn.Module):
         return self.lm.moe_layers()
 
 
-__all__ = ["CondState", "ConditionalSampleLM", "PREFIX"]
+class GuidedSampleLM(GenerationMixin, nn.Module):
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6) for a ConditionalSampleLM, on next-sample log-probabilities:
+
+        log p_w(x_t | x_<t, c) = log p(x_t | x_<t, any) + w * (log p(x_t | x_<t, c) - log p(x_t | x_<t, any)) + const
+
+    w = 1 is the conditional model, w = 0 the unconditional one ([any digit, any speaker]); w > 1 moves each step
+    further from what the condition does not explain. Both streams share the sampled history; they run as one batch
+    of 2b rows (conditioned first), so the recurrent state is the inner model's for 2b rows and the parallel pass
+    (`forward` without a state) gives the same logits as the steps: `--check-parallel` holds for guided sampling too.
+    The returned logits are normalised log-probabilities (b, l, v)."""
+
+    def __init__(self, model: ConditionalSampleLM, weight: float):
+        super().__init__()
+        if not weight >= 0:
+            raise ValueError(f"guidance weight {weight}: must be >= 0")
+        self.model, self.weight = model, float(weight)
+        self.vocab_size = model.vocab_size
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def _mix(self, logits: torch.Tensor) -> torch.Tensor:
+        """(2b, …, v) logits, conditioned rows first -> (b, …, v) guided log-probabilities."""
+        logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+        cond, free = logp.chunk(2, dim=0)
+        return torch.log_softmax(free + self.weight * (cond - free), -1)
+
+    def forward(self, input_ids: torch.Tensor, state: CondState | None = None, return_state: bool = False):
+        """As ConditionalSampleLM.forward; the [any, any] twin of every row is added here."""
+        if state is None:
+            if input_ids.dim() != 2 or input_ids.shape[1] < PREFIX + 1:
+                raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
+            free = self.model.prefix(None, None).to(input_ids).expand(input_ids.shape[0], PREFIX)
+            both = torch.cat([input_ids, torch.cat([free, input_ids[:, PREFIX:]], dim=1)], dim=0)
+        else:
+            both = torch.cat([input_ids, input_ids], dim=0)
+        out = self.model(both, state=state, return_state=return_state)
+        if isinstance(out, tuple):
+            return self._mix(out[0]), out[1]
+        return self._mix(out)
+
+    def step(self, token_ids: torch.Tensor, state: CondState) -> torch.Tensor:
+        """token_ids (b,) -> guided next-sample log-probabilities (b, v); the 2b-row state advances in place."""
+        return self._mix(self.model.step(torch.cat([token_ids, token_ids]), state))
+
+
+__all__ = ["CondState", "ConditionalSampleLM", "GuidedSampleLM", "PREFIX"]

@@ -12,7 +12,7 @@ import torch
 
 from seqssm import GenerateConfig
 from seqssm.domains.audio import list_audio_files, load_audio, save_wav
-from seqssm.domains.audio.conditional import ConditionalSampleLM
+from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
 from seqssm.pipelines.audio.infer import (condition_prefixes, generate_ids, load_run, nll_sum, plot_clip, score_files,
                                           write_table)
@@ -148,6 +148,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     GenerateConfig(temperature=args.temperature, top_p=args.top_p, seed=args.seed).validate(as_options=True)
     run = load_run(args.model)
     conditions = _conditions(args, run)
+    sampler = run.model  # what the clips are drawn from (and the parallel check scores them with)
+    if args.guidance != 1.0:
+        if not args.guidance >= 0:
+            raise UsageError(f"--guidance {args.guidance}: must be >= 0 (1: no guidance)")
+        if not isinstance(run.model, ConditionalSampleLM):
+            raise UsageError(f"--guidance: the model at {args.model} is unconditional (its condition.by is [])")
+        sampler = GuidedSampleLM(run.model, args.guidance)
     if args.threads:
         torch.set_num_threads(args.threads)
     rate, q = run.job.data.sample_rate, run.quantizer
@@ -164,14 +171,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ids, loglik, block_times = generate_ids(run.model, n, batch, prompt, args.temperature, args.top_p,
+    ids, loglik, block_times = generate_ids(sampler, n, batch, prompt, args.temperature, args.top_p,
                                             args.seed, q.zero_id, prefix=prefix)
     seconds = time.perf_counter() - t0
     check = None
     if args.check_parallel:  # the same clips scored by one parallel pass: recurrent and parallel modes must agree
         full = torch.cat([torch.full((batch, 1), q.zero_id), ids], dim=1)
         with torch.no_grad():
-            nll, _ = nll_sum(run.model, full, torch.ones_like(full, dtype=torch.float32), prefix)
+            nll, _ = nll_sum(sampler, full, torch.ones_like(full, dtype=torch.float32), prefix)
         check = float(((loglik + nll.double()).abs() / nll.double()).max())
     rows = []
     for c, (digit, speaker) in enumerate(conditions):
@@ -193,7 +200,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             rows.append({"file": f"{name}.wav", "bits_per_sample": bits, "digit": digit, "speaker": speaker})
     per_block = np.array(block_times) / max(1, n // 10)
     report = {"samples": n, "batch": batch, "seconds": round(seconds, 3), "temperature": args.temperature,
-              "top_p": args.top_p, "seed": args.seed, "keep": args.keep, "threads": torch.get_num_threads(),
+              "guidance": args.guidance, "top_p": args.top_p, "seed": args.seed, "keep": args.keep, "threads": torch.get_num_threads(),
               "samples_per_second": round(n * batch / seconds, 1), "real_time_factor": round(seconds / args.seconds, 3),
               "ms_per_step_first_tenth": round(1e3 * float(per_block[0]), 4),
               "ms_per_step_last_tenth": round(1e3 * float(per_block[-1]), 4), "clips": rows}
@@ -277,6 +284,10 @@ def register(subparsers) -> None:
                     help="sampling temperature (default 0.5, chosen by the sample-quality metrics; 1: the model's own "
                          "distribution)")
     ge.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default 1: none)")
+    ge.add_argument("--guidance", type=float, default=1.0,
+                    help="conditional models: classifier-free guidance weight w (Ho & Salimans 2022): each step's "
+                         "log-probabilities are unconditioned + w * (conditioned - unconditioned); 1: none (default), "
+                         "0: unconditional, > 1: stronger conditioning; the reported likelihoods are the guided model's")
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--rank", action="store_true", help="name the clips by their own likelihood, best first")
     ge.add_argument("--keep", type=int, default=0,

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from seqssm import ModelConfig, build_model
-from seqssm.domains.audio.conditional import ConditionalSampleLM
+from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.classifier import load_classifier
 from seqssm.pipelines.audio.infer import generate_ids, nll_sum
 from seqssm.pipelines.cli import main
@@ -151,6 +151,16 @@ def test_conditional_generate_equals_parallel_and_names_the_condition(cond_run, 
     assert m["condition"]["speakers"] == list(SPEAKERS)
 
 
+def test_guided_generate_equals_parallel(cond_run, tmp_path):
+    out = tmp_path / "guided"
+    assert main(["audio", "generate", "--model", str(cond_run), "--out", str(out), "--digit", "0,1", "--speaker",
+                 "ann", "--guidance", "3", "--seconds", "0.02", "--batch", "2", "--check-parallel", "--no-png"]) == 0
+    report = json.loads((out / "generate.json").read_text())
+    assert report["guidance"] == 3.0 and report["batch"] == 4
+    assert report["recurrent_vs_parallel_loglik_max_rel_diff"] < 1e-4
+    assert sorted(p.name for p in out.glob("*.wav")) == ["0_ann_00.wav", "0_ann_01.wav", "1_ann_00.wav", "1_ann_01.wav"]
+
+
 def test_keep_ranks_by_likelihood(cond_run, tmp_path):
     out = tmp_path / "keep"
     assert main(["audio", "generate", "--model", str(cond_run), "--out", str(out), "--digit", "all", "--seconds",
@@ -166,7 +176,9 @@ def test_keep_ranks_by_likelihood(cond_run, tmp_path):
     (["--digit", "seven"], "--digit seven: unknown digit"),
     (["--speaker", "theo"], "--speaker theo: unknown speaker; this model knows ann, bob, cy"),
     (["--keep", "5"], "--keep 5: must be at most --batch 1"),
-], ids=["digit-12", "digit-word", "unknown-speaker", "keep-over-batch"])
+    (["--guidance", "-1"], "--guidance -1.0: must be >= 0"),
+    (["--guidance", "nan"], "--guidance nan: must be >= 0"),
+], ids=["digit-12", "digit-word", "unknown-speaker", "keep-over-batch", "guidance-negative", "guidance-nan"])
 def test_conditional_generate_bad_options(cond_run, tmp_path, capsys, args, needle):
     out = tmp_path / "gen"
     status = main(["audio", "generate", "--model", str(cond_run), "--out", str(out), "--seconds", "0.01", *args])
@@ -197,12 +209,49 @@ def test_conditional_model_recurrent_equals_parallel_and_the_condition_matters(p
     assert model._offset is None  # the hook's condition is cleared after every call
 
 
-def test_unconditional_model_refuses_a_digit(tmp_path, folder, capsys):
+@pytest.mark.parametrize("args", [["--digit", "7"], ["--guidance", "2"]], ids=["digit", "guidance"])
+def test_unconditional_model_refuses_a_condition(tmp_path, folder, capsys, args):
     out = tmp_path / "run"
     assert main(["audio", "train", "--data", str(folder), "--out", str(out), *_sets(TINY_LM)]) == 0
-    status = main(["audio", "generate", "--model", str(out), "--out", str(tmp_path / "g"), "--digit", "7"])
+    status = main(["audio", "generate", "--model", str(out), "--out", str(tmp_path / "g"), *args])
     err = capsys.readouterr().err
     assert status == 2 and "is unconditional" in err and err.count("\n") == 1
+    assert not (tmp_path / "g").exists()
+
+
+def _random_conditional(pools) -> ConditionalSampleLM:
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=16, n_layer=1, vocab_size=16, tie_embeddings=False)
+    cfg.multiscale.pool_factors = pools
+    cfg.ssm.d_state = 4
+    model = ConditionalSampleLM(build_model(cfg), 10, ["ann", "bob"]).double().eval()
+    with torch.no_grad():
+        model.digit_embed.weight.normal_()  # untrained embeddings are near 0: make the condition visible
+        model.speaker_embed.weight.normal_()
+    return model
+
+
+@pytest.mark.parametrize("pools", [[], [2, 2]], ids=["flat", "multiscale"])
+@pytest.mark.parametrize("weight", [0.0, 1.0, 3.0], ids=lambda w: f"w{w:g}")
+def test_guided_model_is_the_guidance_formula_and_recurrent_equals_parallel(pools, weight):
+    model = _random_conditional(pools)
+    guided = GuidedSampleLM(model, weight)
+    prefix = torch.stack([model.prefix(3, "bob"), model.prefix(None, "ann"), model.prefix(7, None)])
+    ids, loglik, _ = generate_ids(guided, 11, 3, None, 1.0, 1.0, 0, 0, progress=False, prefix=prefix)
+    full = torch.cat([torch.zeros(3, 1, dtype=torch.long), ids], dim=1)
+    with torch.no_grad():
+        nll, _ = nll_sum(guided, full, torch.ones(full.shape), prefix)
+        # the formula from two separate passes of the conditional model: with the asked prefix and with [any, any]
+        inputs = torch.cat([prefix, full[:, :-1]], dim=1)
+        free = torch.cat([model.prefix(None, None).expand(3, 2), full[:, :-1]], dim=1)
+        lc, lu = torch.log_softmax(model(inputs), -1), torch.log_softmax(model(free), -1)
+        expect = torch.log_softmax(lu + weight * (lc - lu), -1).gather(2, full[:, 1:, None])[..., 0].sum(1)
+    assert torch.allclose(-nll.double(), loglik, rtol=1e-9, atol=1e-9)  # recurrent steps = one parallel pass
+    assert torch.allclose(expect, loglik, rtol=1e-9, atol=1e-9)
+    if weight == 1.0:  # no guidance: the conditional model itself
+        assert torch.allclose(-nll_sum(model, full, torch.ones(full.shape), prefix)[0], loglik, rtol=1e-9)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        GuidedSampleLM(model, -0.5)
 
 
 def test_score_window_by_window(folder, classifier, tmp_path):
