@@ -74,6 +74,9 @@ class SSMConfig:
         require(self.s4d_kernel in ("fft", "scan"), p + "s4d_kernel", self.s4d_kernel, "must be fft or scan")
 
 
+POSITIONS = ("rope", "alibi", "none")  # how attention sees position: AttentionConfig.position
+
+
 @dataclass
 class AttentionConfig:
     """Causal attention blocks: a hybrid stack (mamba_ssm's attn_layer_idx) or layer "attention" everywhere."""
@@ -81,10 +84,12 @@ class AttentionConfig:
     layer_idx: List[int] = field(default_factory=list)  # block indices whose mixer is "attention"
     n_heads: Optional[int] = None  # attention heads h; None -> max(1, d_model // 64)
     rope_base: float = 10000.0  # RoPE base θ (Su et al. 2021, eq. 15)
+    position: str = "rope"  # rope (rotary), alibi (linear distance bias, Press et al. 2022) or none (NoPE)
 
     def validate(self, prefix: str = "") -> None:
         require(self.n_heads is None or self.n_heads > 0, prefix + "n_heads", self.n_heads, "must be > 0 or null")
         require(self.rope_base > 1, prefix + "rope_base", self.rope_base, "must be > 1")
+        require(self.position in POSITIONS, prefix + "position", self.position, f"must be one of {', '.join(POSITIONS)}")
 
 
 @dataclass

@@ -161,7 +161,7 @@ def score_checkpoint(job: EvalJobConfig, state: dict, out: Path, lengths=None, l
     model.load_state_dict(state["model"])
     loop = E.LoopState(**state["loop"])
     rec = E.training_record(job, loop, list(job.train.curriculum))
-    head = {"layer": state["layer"], "d_model": state["d_model"], "parameters": state["parameters"], **rec}
+    head = {"layer": state["layer"], **E.position_of(job, state["layer"]), "d_model": state["d_model"], "parameters": state["parameters"], **rec}
     folder = out / "lengths"
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -199,7 +199,7 @@ def score_table(metrics: dict) -> str:
     trigger was (positions before the end)."""
     (r,) = metrics["results"]
     lines = [
-        f"{metrics['task']}, {r['layer']} (d_model {r['d_model']}, {r['parameters']:,} parameters), checkpoint at "
+        f"{metrics['task']}, {E.layer_name(r)} (d_model {r['d_model']}, {r['parameters']:,} parameters), checkpoint at "
         f"step {r['steps']} ({r['train_seconds'] / 60:.1f} min of training, stopped by {r['stopped_by'] or 'nothing yet'}"
         f"), final train loss {r['final_train_loss']}; token accuracy at the scored positions (chance "
         f"{metrics['chance']:.4f}), {metrics['threads']} torch thread(s)",
@@ -286,7 +286,7 @@ def combined_table(metrics: dict) -> str:
     lines = [f"{metrics['task']}: token accuracy at the scored positions (chance {metrics['chance']:.4f})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in metrics["results"]:
-        cells = [r["layer"], str(r["d_model"]), f"{r['parameters']:,}", f"{r['steps']:,}",
+        cells = [E.layer_name(r), str(r["d_model"]), f"{r['parameters']:,}", f"{r['steps']:,}",
                  f"{r['train_seconds'] / 60:.1f}", r["stopped_by"] or "(running)", str(r["final_train_loss"])]
         for x in lengths:
             res = r["eval"].get(str(x))

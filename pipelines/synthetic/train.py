@@ -360,6 +360,16 @@ def evaluate_model(job: EvalJobConfig, model, desc: str = "", lengths=None, on_l
 # -------------------------------------------------------------------------------------------------- reports
 
 
+def position_of(job: EvalJobConfig, layer: str) -> dict:
+    """{"position": rope | alibi | none} for an attention row (what sets its extrapolation), {} otherwise."""
+    return {"position": job.model.attention.position} if layer == "attention" else {}
+
+
+def layer_name(r: dict) -> str:
+    """A result row's layer as tables and plots show it: "attention (alibi)", "mamba"."""
+    return f"{r['layer']} ({r['position']})" if r.get("position") else r["layer"]
+
+
 def markdown_table(metrics: dict) -> str:
     """One row per layer: size, training, then the token accuracy at each length ("—": skipped, see notes)."""
     lengths = metrics["lengths"]
@@ -373,13 +383,13 @@ def markdown_table(metrics: dict) -> str:
     ]
     notes = []
     for r in metrics["results"]:
-        cells = [r["layer"], str(r["d_model"]), f"{r['parameters']:,}", str(r["steps"]), f"{r['train_seconds']:.0f}",
+        cells = [layer_name(r), str(r["d_model"]), f"{r['parameters']:,}", str(r["steps"]), f"{r['train_seconds']:.0f}",
                  str(r["final_length"])]
         for x in lengths:
             res = r["eval"][str(x)]
             if "skipped" in res:
                 cells.append("—")
-                notes.append(f"{r['layer']} at L={x}: {res['skipped']}")
+                notes.append(f"{layer_name(r)} at L={x}: {res['skipped']}")
             else:
                 cells.append(f"{res['accuracy']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -401,7 +411,7 @@ def plot_accuracy(metrics: dict, path: Path, title: str | None = None) -> None:
         xs = sorted(int(x) for x, res in r["eval"].items() if "accuracy" in res)
         ys = [r["eval"][str(x)]["accuracy"] for x in xs]
         err = [r["eval"][str(x)].get("stderr", 0.0) for x in xs]
-        label = f"{r['layer']} ({r['parameters']:,} params"
+        label = f"{layer_name(r)} ({r['parameters']:,} params"
         if "steps" in r and "train_seconds" in r:
             label += f", {r['steps']:,} steps, {r['train_seconds'] / 60:.0f} min"
         ax.errorbar(xs, ys, yerr=err, fmt="o-", ms=3, capsize=2, label=label + ")")
@@ -471,7 +481,8 @@ def run_eval(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
             log(f"  {layer}: {rec['steps']} steps in {rec['train_seconds']:.0f} s (stopped by {rec['stopped_by']}), "
                 f"reached length {rec['final_length']}, running train accuracy {rec['final_train_accuracy']}")
             scores = evaluate_model(job, model, desc=f"eval {layer}")
-            results.append({"layer": layer, "d_model": d_model, "parameters": count, **rec, "eval": scores})
+            results.append({"layer": layer, **position_of(job, layer), "d_model": d_model, "parameters": count,
+                            **rec, "eval": scores})
         metrics = run_metrics(job, results)
         table = markdown_table(metrics)
         seqssm.save_config(job, stage / "config.yaml")

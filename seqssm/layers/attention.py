@@ -1,12 +1,17 @@
-"""Causal multi-head self-attention with rotary position embeddings, the mixer of hybrid stacks.
+"""Causal multi-head self-attention, the mixer of hybrid stacks; position by RoPE, ALiBi or nothing (NoPE).
 
 Dimension names used in this file:
     b batch · l sequence length (new tokens) · d model width · h heads · p head dim (d / h) · t cached positions
 
     q, k, v = qkv_proj(u) split into h heads of width p       (Vaswani et al. 2017, section 3.2.2)
     q, k    = RoPE(q, pos), RoPE(k, pos)                       (Su et al. 2021, RoFormer, section 3.4.2 eq. 34)
-    y       = softmax(q kᵀ / sqrt(p) + causal mask) v          (scaled dot-product attention, eq. 1)
+    y       = softmax(q kᵀ / sqrt(p) + bias + causal mask) v   (scaled dot-product attention, eq. 1)
     out     = out_proj(concat heads)
+
+`attention.position` picks how position enters: `rope` rotates q and k (above; bias 0); `alibi` leaves them as they
+are and adds bias[h, i, j] = -m_h (i - j), slopes m_h = 2^(-8 (h + 1) / H) (Press et al. 2022, "Train Short, Test
+Long", section 3; their geometric sequence, used here for any H); `none` (NoPE, Kazemnejad et al. 2023) adds
+nothing: the causal mask is the only source of order.
 
 Hybrid Mamba-attention stacks (Dao & Gu 2024, section 9.2.3; mamba_ssm's `attn_layer_idx`) place this mixer at a few
 block indices. Its memory of the past is a KV cache (seqssm.state.KVCache): the rotated keys and the values of
@@ -49,9 +54,10 @@ class Attention(nn.Module):
         d, h = cfg.d_model, cfg.resolved_n_heads
         if d % h:
             raise ConfigError(f"n_heads: {h} heads do not divide d_model {d}")
-        if (d // h) % 2:
+        if cfg.attention.position == "rope" and (d // h) % 2:
             raise ConfigError(f"n_heads: head dim d_model / n_heads = {d // h} must be even for RoPE")
         self.n_heads, self.head_dim, self.rope_base = h, d // h, float(cfg.attention.rope_base)
+        self.position = cfg.attention.position
         self.qkv_proj = nn.Linear(d, 3 * d, bias=cfg.bias)
         self.out_proj = nn.Linear(d, d, bias=cfg.bias)
 
@@ -62,10 +68,25 @@ class Attention(nn.Module):
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
     def _rotate(self, q, k, offset: int):
+        if self.position != "rope":
+            return q, k
         l = q.shape[2]
         pos = torch.arange(offset, offset + l, device=q.device)
         cos, sin = rope_angles(pos, self.head_dim, self.rope_base, q.dtype)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+    def alibi_slopes(self) -> torch.Tensor:
+        """(h,) m_h = 2^(-8 (h + 1) / H): the heads' distance penalties, steepest first (Press et al. 2022, sec. 3)."""
+        return 2.0 ** (-8.0 * torch.arange(1, self.n_heads + 1, dtype=torch.float64) / self.n_heads)
+
+    def _mask(self, allowed: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, dtype: torch.dtype):
+        """allowed (…, l, t) bool -> the attn_mask: `allowed` itself, or for ALiBi a float bias (…, h, l, t) with
+        -m_h (q_pos - k_pos) where allowed and -inf elsewhere."""
+        if self.position != "alibi":
+            return allowed
+        distance = (q_pos[:, None] - k_pos[None, :]).to(torch.float64)  # (l, t)
+        bias = (-self.alibi_slopes().to(q_pos.device)[:, None, None] * distance).to(dtype)  # (h, l, t)
+        return bias.masked_fill(~allowed.unsqueeze(-3), float("-inf"))
 
     def _merge(self, y: torch.Tensor) -> torch.Tensor:
         b, _, l, _ = y.shape
@@ -101,13 +122,21 @@ class Attention(nn.Module):
             # query i (absolute position offset + i) sees cached keys and new keys j <= i
             t, l = state.keys.shape[2], q.shape[2]
             mask = torch.ones(l, t + l, dtype=torch.bool, device=q.device).tril(diagonal=t)
-            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+            pos = torch.arange(offset - t, offset + l, device=q.device)
+            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=self._mask(mask, pos[t:], pos, q.dtype))
         elif seq_idx is not None:
             k_all, v_all = k, v
             l = q.shape[2]
             causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
             same = seq_idx[:, None, :, None] == seq_idx[:, None, None, :]  # (b, 1, l, l)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=same & causal)
+            pos = torch.arange(l, device=q.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(same & causal, pos, pos, q.dtype))
+        elif self.position == "alibi":
+            k_all, v_all = k, v
+            l = q.shape[2]
+            pos = torch.arange(offset, offset + l, device=q.device)
+            causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(causal, pos, pos, q.dtype))
         else:
             k_all, v_all = k, v
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -132,7 +161,11 @@ class Attention(nn.Module):
         state.keys = torch.cat([state.keys.to(k.dtype), k], dim=2)
         state.values = torch.cat([state.values.to(v.dtype), v], dim=2)
         state.offset += 1
-        y = F.scaled_dot_product_attention(q, state.keys, state.values)  # the newest token sees every position
+        t = state.keys.shape[2]  # the newest token sees every position
+        everything = torch.ones(1, t, dtype=torch.bool, device=q.device)
+        mask = self._mask(everything, torch.tensor([state.offset - 1], device=q.device),
+                          torch.arange(state.offset - t, state.offset, device=q.device), q.dtype)
+        y = F.scaled_dot_product_attention(q, state.keys, state.values, attn_mask=mask)
         return self._merge(y)[:, 0]
 
 

@@ -1,5 +1,6 @@
 """The attention mixer and hybrid stacks: decoding equals the parallel pass, segments equal one pass, causality,
-RoPE's relative-position property, and a hybrid MambaLM that generates and round-trips a checkpoint.
+RoPE's relative-position property, ALiBi against its formula, NoPE's order-blindness within the prefix, and a hybrid
+MambaLM that generates and round-trips a checkpoint.
 
 Dimension names: b batch · l length · d model width · h heads · p head dim.
 """
@@ -21,14 +22,20 @@ def rel(got, want):
     return ((got - want).norm() / want.norm()).item()
 
 
-def layer(make_cfg, dtype, **kw):
-    return Attention(make_cfg(d_model=16, n_heads=4, **kw), 0).to(dtype)
+POSITIONS = ["rope", "alibi", "none"]
 
 
+def layer(make_cfg, dtype, position="rope", **kw):
+    cfg = make_cfg(d_model=16, n_heads=4, **kw)
+    cfg.attention.position = position
+    return Attention(cfg, 0).to(dtype)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
 @pytest.mark.parametrize("dtype, tol", TOLS, ids=["float64", "float32"])
 @pytest.mark.parametrize("prefill", [0, 5], ids=["no-prefill", "prefill-5"])
-def test_step_equals_parallel(make_cfg, dtype, tol, prefill):
-    attn = layer(make_cfg, dtype)
+def test_step_equals_parallel(make_cfg, dtype, tol, prefill, position):
+    attn = layer(make_cfg, dtype, position)
     x = torch.randn(2, 12, 16, dtype=dtype)
     full, _ = attn(x)
     if prefill:
@@ -42,9 +49,10 @@ def test_step_equals_parallel(make_cfg, dtype, tol, prefill):
     assert rel(torch.cat(outs, 1), full) < tol
 
 
+@pytest.mark.parametrize("position", POSITIONS)
 @pytest.mark.parametrize("dtype, tol", TOLS, ids=["float64", "float32"])
-def test_segments_equal_one_pass(make_cfg, dtype, tol):
-    attn = layer(make_cfg, dtype)
+def test_segments_equal_one_pass(make_cfg, dtype, tol, position):
+    attn = layer(make_cfg, dtype, position)
     x = torch.randn(2, 20, 16, dtype=dtype)
     full, _ = attn(x)
     pieces, state = [], None
@@ -54,8 +62,9 @@ def test_segments_equal_one_pass(make_cfg, dtype, tol):
     assert rel(torch.cat(pieces, 1), full) < tol
 
 
-def test_causal(make_cfg):
-    attn = layer(make_cfg, torch.float64)
+@pytest.mark.parametrize("position", POSITIONS)
+def test_causal(make_cfg, position):
+    attn = layer(make_cfg, torch.float64, position)
     x = torch.randn(1, 10, 16, dtype=torch.float64)
     y, _ = attn(x)
     x2 = x.clone()
@@ -80,6 +89,29 @@ def test_rope_scores_depend_on_relative_position():
     assert apply_rope(q, c, s).norm().item() == pytest.approx(q.norm().item(), abs=1e-12)
 
 
+def test_alibi_is_its_formula(make_cfg):
+    """softmax(q kᵀ / sqrt(p) - m_h (i - j), causal) v with m_h = 2^(-8 (h + 1) / H), written out."""
+    attn = layer(make_cfg, torch.float64, "alibi")
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    q, k, v = attn._heads(x)  # (b, h, l, p)
+    i = torch.arange(9, dtype=torch.float64)
+    slopes = torch.tensor([2.0 ** (-8 * (h + 1) / 4) for h in range(4)], dtype=torch.float64)
+    scores = q @ k.transpose(-1, -2) / 2.0 - slopes[:, None, None] * (i[:, None] - i[None, :])
+    scores = scores.masked_fill(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
+    want = attn._merge(torch.softmax(scores, -1) @ v)
+    assert rel(attn(x)[0], want) < 1e-12
+
+
+@pytest.mark.parametrize("position, blind", [("none", True), ("rope", False), ("alibi", False)])
+def test_only_nope_is_blind_to_order_within_the_prefix(make_cfg, position, blind):
+    """Without a position signal, the last token's output depends on the set of earlier tokens, not their order."""
+    attn = layer(make_cfg, torch.float64, position)
+    x = torch.randn(1, 8, 16, dtype=torch.float64)
+    shuffled = torch.cat([x[:, [3, 0, 6, 1, 5, 2, 4]], x[:, 7:]], dim=1)
+    diff = (attn(x)[0][:, -1] - attn(shuffled)[0][:, -1]).abs().max().item()
+    assert (diff < 1e-12) if blind else (diff > 1e-6)
+
+
 def test_rope_base_changes_output(make_cfg):
     torch.manual_seed(1)
     a = layer(make_cfg, torch.float64)
@@ -97,6 +129,12 @@ def test_config_errors(make_cfg):
     with pytest.raises(ConfigError, match="attention.layer_idx"):
         MambaLM(make_cfg(attn_layer_idx=[2]))
     assert make_cfg(d_model=16).resolved_n_heads == 1 and make_cfg(d_model=256).resolved_n_heads == 4
+    cfg = make_cfg(d_model=16, n_heads=16)
+    cfg.attention.position = "alibi"
+    Attention(cfg, 0)  # an odd head dim is fine without RoPE
+    cfg.attention.position = "sinusoid"
+    with pytest.raises(ConfigError, match="attention.position"):
+        cfg.validate()
 
 
 def test_wrong_state_names_state(make_cfg):

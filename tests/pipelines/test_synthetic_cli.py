@@ -61,19 +61,21 @@ def test_tiny_copy_run_beats_chance_and_writes_its_run_folder(tmp_path):
     assert seqssm.load_config(CopyJob, str(tmp_path / "run" / "config.yaml")).task.vocab == 4
 
 
-def test_compare_matches_parameter_counts_and_tabulates(tmp_path, capsys):
+@pytest.mark.parametrize("position", ["rope", "alibi", "none"])
+def test_compare_matches_parameter_counts_and_tabulates(tmp_path, capsys, position):
     out = tmp_path / "cmp"
     argv = ["eval", "copy", "--compare", "mamba,attention", "--out", str(out), "--budget", "0"]
-    for s in TINY_COPY + ["train.steps=5", "eval.lengths=[2]", "eval.samples=8"]:
+    for s in TINY_COPY + ["train.steps=5", "eval.lengths=[2]", "eval.samples=8", f"model.attention.position={position}"]:
         argv += ["--set", s]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     mamba, attn = metrics["results"]
-    assert (mamba["layer"], attn["layer"]) == ("mamba", "attention")
+    assert (mamba["layer"], attn["layer"], attn["position"]) == ("mamba", "attention", position)
+    assert "position" not in mamba
     assert mamba["d_model"] == 16 and attn["d_model"] != 16  # attention has fewer parameters at equal width
     assert abs(attn["parameters"] - mamba["parameters"]) < 0.3 * mamba["parameters"]
     table = (out / "table.md").read_text()
-    assert "| mamba | 16 |" in table and "| attention |" in table and f"{attn['parameters']:,}" in table
+    assert "| mamba | 16 |" in table and f"| attention ({position}) |" in table and f"{attn['parameters']:,}" in table
     assert "run folder" in capsys.readouterr().out
 
 
