@@ -187,8 +187,7 @@ def test_conditional_generate_bad_options(cond_run, tmp_path, capsys, args, need
     assert not out.exists()
 
 
-@pytest.mark.parametrize("pools", [[], [2, 2]], ids=["flat", "multiscale"])
-def test_conditional_model_recurrent_equals_parallel_and_the_condition_matters(pools):
+def _random_conditional(pools) -> ConditionalSampleLM:
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=16, n_layer=1, vocab_size=16, tie_embeddings=False)
     cfg.multiscale.pool_factors = pools
@@ -197,6 +196,12 @@ def test_conditional_model_recurrent_equals_parallel_and_the_condition_matters(p
     with torch.no_grad():
         model.digit_embed.weight.normal_()  # untrained embeddings are near 0: make the condition visible
         model.speaker_embed.weight.normal_()
+    return model
+
+
+@pytest.mark.parametrize("pools", [[], [2, 2]], ids=["flat", "multiscale"])
+def test_conditional_model_recurrent_equals_parallel_and_the_condition_matters(pools):
+    model = _random_conditional(pools)
     prefix = torch.stack([model.prefix(3, "bob"), model.prefix(None, "ann"), model.prefix(7, None)])
     ids, loglik, _ = generate_ids(model, 13, 3, None, 1.0, 1.0, 0, 0, progress=False, prefix=prefix)
     full = torch.cat([torch.zeros(3, 1, dtype=torch.long), ids], dim=1)
@@ -217,18 +222,6 @@ def test_unconditional_model_refuses_a_condition(tmp_path, folder, capsys, args)
     err = capsys.readouterr().err
     assert status == 2 and "is unconditional" in err and err.count("\n") == 1
     assert not (tmp_path / "g").exists()
-
-
-def _random_conditional(pools) -> ConditionalSampleLM:
-    torch.manual_seed(0)
-    cfg = ModelConfig(d_model=16, n_layer=1, vocab_size=16, tie_embeddings=False)
-    cfg.multiscale.pool_factors = pools
-    cfg.ssm.d_state = 4
-    model = ConditionalSampleLM(build_model(cfg), 10, ["ann", "bob"]).double().eval()
-    with torch.no_grad():
-        model.digit_embed.weight.normal_()  # untrained embeddings are near 0: make the condition visible
-        model.speaker_embed.weight.normal_()
-    return model
 
 
 @pytest.mark.parametrize("pools", [[], [2, 2]], ids=["flat", "multiscale"])
