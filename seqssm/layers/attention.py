@@ -161,10 +161,12 @@ class Attention(nn.Module):
         state.keys = torch.cat([state.keys.to(k.dtype), k], dim=2)
         state.values = torch.cat([state.values.to(v.dtype), v], dim=2)
         state.offset += 1
-        t = state.keys.shape[2]  # the newest token sees every position
-        everything = torch.ones(1, t, dtype=torch.bool, device=q.device)
-        mask = self._mask(everything, torch.tensor([state.offset - 1], device=q.device),
-                          torch.arange(state.offset - t, state.offset, device=q.device), q.dtype)
+        mask = None  # the newest token sees every position; ALiBi still weighs them by distance
+        if self.position == "alibi":
+            t = state.keys.shape[2]
+            everything = torch.ones(1, t, dtype=torch.bool, device=q.device)
+            mask = self._mask(everything, torch.tensor([state.offset - 1], device=q.device),
+                              torch.arange(state.offset - t, state.offset, device=q.device), q.dtype)
         y = F.scaled_dot_product_attention(q, state.keys, state.values, attn_mask=mask)
         return self._merge(y)[:, 0]
 
