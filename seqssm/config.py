@@ -89,7 +89,8 @@ class AttentionConfig:
     def validate(self, prefix: str = "") -> None:
         require(self.n_heads is None or self.n_heads > 0, prefix + "n_heads", self.n_heads, "must be > 0 or null")
         require(self.rope_base > 1, prefix + "rope_base", self.rope_base, "must be > 1")
-        require(self.position in POSITIONS, prefix + "position", self.position, f"must be one of {', '.join(POSITIONS)}")
+        require(self.position in POSITIONS, prefix + "position", self.position,
+                f"must be one of {', '.join(POSITIONS)}")
 
 
 @dataclass

@@ -200,7 +200,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             rows.append({"file": f"{name}.wav", "bits_per_sample": bits, "digit": digit, "speaker": speaker})
     per_block = np.array(block_times) / max(1, n // 10)
     report = {"samples": n, "batch": batch, "seconds": round(seconds, 3), "temperature": args.temperature,
-              "guidance": args.guidance, "top_p": args.top_p, "seed": args.seed, "keep": args.keep, "threads": torch.get_num_threads(),
+              "guidance": args.guidance, "top_p": args.top_p, "seed": args.seed, "keep": args.keep,
+              "threads": torch.get_num_threads(),
               "samples_per_second": round(n * batch / seconds, 1), "real_time_factor": round(seconds / args.seconds, 3),
               "ms_per_step_first_tenth": round(1e3 * float(per_block[0]), 4),
               "ms_per_step_last_tenth": round(1e3 * float(per_block[-1]), 4), "clips": rows}
@@ -286,8 +287,9 @@ def register(subparsers) -> None:
     ge.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default 1: none)")
     ge.add_argument("--guidance", type=float, default=1.0,
                     help="conditional models: classifier-free guidance weight w (Ho & Salimans 2022): each step's "
-                         "log-probabilities are unconditioned + w * (conditioned - unconditioned); 1: none (default), "
-                         "0: unconditional, > 1: stronger conditioning; the reported likelihoods are the guided model's")
+                         "log-probabilities are unconditioned + w * (conditioned - unconditioned); 1: none "
+                         "(default), 0: unconditional, > 1: stronger conditioning; the reported likelihoods are the "
+                         "guided model's")
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--rank", action="store_true", help="name the clips by their own likelihood, best first")
     ge.add_argument("--keep", type=int, default=0,

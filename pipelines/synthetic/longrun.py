@@ -161,7 +161,8 @@ def score_checkpoint(job: EvalJobConfig, state: dict, out: Path, lengths=None, l
     model.load_state_dict(state["model"])
     loop = E.LoopState(**state["loop"])
     rec = E.training_record(job, loop, list(job.train.curriculum))
-    head = {"layer": state["layer"], **E.position_of(job, state["layer"]), "d_model": state["d_model"], "parameters": state["parameters"], **rec}
+    head = {"layer": state["layer"], **E.position_of(job, state["layer"]), "d_model": state["d_model"],
+            "parameters": state["parameters"], **rec}
     folder = out / "lengths"
     folder.mkdir(parents=True, exist_ok=True)
 

@@ -14,7 +14,7 @@ Long", section 3; their geometric sequence, used here for any H); `none` (NoPE, 
 nothing: the causal mask is the only source of order.
 
 Hybrid Mamba-attention stacks (Dao & Gu 2024, section 9.2.3; mamba_ssm's `attn_layer_idx`) place this mixer at a few
-block indices. Its memory of the past is a KV cache (seqssm.state.KVCache): the rotated keys and the values of
+block indices. Its memory of the past is a KV cache (seqssm.state.KVCache): the keys (rotated under RoPE), the values of
 every earlier position plus the absolute position offset, so a forward over a segment with the cache of the
 previous segments equals one pass over the whole sequence, and a decoding step costs O(context), as attention does.
 """

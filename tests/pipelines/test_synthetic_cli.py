@@ -65,7 +65,8 @@ def test_tiny_copy_run_beats_chance_and_writes_its_run_folder(tmp_path):
 def test_compare_matches_parameter_counts_and_tabulates(tmp_path, capsys, position):
     out = tmp_path / "cmp"
     argv = ["eval", "copy", "--compare", "mamba,attention", "--out", str(out), "--budget", "0"]
-    for s in TINY_COPY + ["train.steps=5", "eval.lengths=[2]", "eval.samples=8", f"model.attention.position={position}"]:
+    sets = ["train.steps=5", "eval.lengths=[2]", "eval.samples=8", f"model.attention.position={position}"]
+    for s in TINY_COPY + sets:
         argv += ["--set", s]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
