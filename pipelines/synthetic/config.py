@@ -112,6 +112,8 @@ class SelectiveCopyingTask:
 @dataclass
 class InductionHeadsTask:
     vocab: int = 16  # ordinary tokens (paper: 16); id vocab is the trigger
+    trigger_within: int = 0  # > 0: the first trigger lies in the first trigger_within positions (the answer
+    #                          about a whole sequence back, as in the public reproduction); 0: anywhere
 
     @property
     def n_tokens(self) -> int:
@@ -122,6 +124,7 @@ class InductionHeadsTask:
 
     def validate(self, prefix: str = "") -> None:
         require(self.vocab >= 2, prefix + "vocab", self.vocab, "must be >= 2")
+        require(self.trigger_within >= 0, prefix + "trigger_within", self.trigger_within, "must be >= 0 (0: anywhere)")
 
 
 @dataclass

@@ -68,14 +68,19 @@ def selective_copying(b: int, length: int, n_data: int, vocab: int, gen: torch.G
 # token ids: 0 .. vocab - 1 ordinary, vocab the trigger (it appears nowhere else)
 
 
-def induction_heads(b: int, length: int, vocab: int, gen: torch.Generator) -> EvalBatch:
+def induction_heads(b: int, length: int, vocab: int, gen: torch.Generator, within: int = 0) -> EvalBatch:
     """`length` random tokens; trigger at a random position p <= length - 3, the target at p + 1, and the trigger
-    again at the last position, where the output must be the target."""
+    again at the last position, where the output must be the target. within > 0: p is drawn from the first
+    `within` positions only (at most length - 2), so the answer lies about `length` positions back, as in the
+    public reproduction of the paper's Table 2 (first trigger at a fixed early position); 0: anywhere."""
     if length < 3:
         raise ValueError(f"length: induction heads needs at least 3 positions, got {length}")
+    if within < 0:
+        raise ValueError(f"within: must be >= 0 (0: anywhere), got {within}")
     trigger = vocab
     inputs = torch.randint(vocab, (b, length), generator=gen)
-    p = torch.randint(length - 2, (b,), generator=gen)  # trigger position; target at p + 1 <= length - 2
+    span = length - 2 if within == 0 else min(within, length - 2)
+    p = torch.randint(span, (b,), generator=gen)  # trigger position; target at p + 1 <= length - 2
     rows = torch.arange(b)
     inputs[rows, p] = trigger
     inputs[:, -1] = trigger

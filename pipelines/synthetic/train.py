@@ -63,7 +63,7 @@ def task_sampler(job: EvalJobConfig):
     if job.TASK == "selective-copying":
         return lambda b, l, g: T.selective_copying(b, l, t.n_data, t.vocab, g)
     if job.TASK == "induction-heads":
-        return lambda b, l, g: T.induction_heads(b, l, t.vocab, g)
+        return lambda b, l, g: T.induction_heads(b, l, t.vocab, g, t.trigger_within)
     if job.TASK == "copy":
         return lambda b, l, g: T.copy_string(b, l, t.vocab, g)
     if job.TASK == "phonebook":

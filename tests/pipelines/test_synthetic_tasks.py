@@ -56,6 +56,20 @@ def test_induction_heads_answer_is_the_token_after_the_first_trigger():
         T.induction_heads(1, 2, vocab, gen())
 
 
+@pytest.mark.parametrize("within", [1, 4, 100], ids=lambda w: f"within{w}")
+def test_induction_heads_trigger_within_puts_the_first_trigger_early(within):
+    b, length, vocab = 256, 12, 5
+    batch = T.induction_heads(b, length, vocab, gen(3), within)
+    first = (batch.inputs == vocab).int().argmax(dim=1)
+    span = min(within, length - 2)  # 100 is clamped: the target must come before the final trigger
+    assert int(first.max()) == span - 1 and int(first.min()) == 0  # 256 draws cover every allowed position
+    rows = torch.arange(b)
+    assert torch.equal(batch.targets[:, 0], batch.inputs[rows, first + 1])
+    assert ((batch.inputs == vocab).sum(dim=1) == 2).all()
+    with pytest.raises(ValueError, match="within"):
+        T.induction_heads(1, length, vocab, gen(), -1)
+
+
 def test_copy_second_half_repeats_the_string():
     n, vocab = 7, 4
     batch = T.copy_string(5, n, vocab, gen(2))
