@@ -334,16 +334,26 @@ def score_length(job: EvalJobConfig, model, length: int, desc: str = "") -> dict
     return out
 
 
+def predicted_seconds(timed: list, length: int, exponent: float) -> float:
+    """Scoring time of `length` extrapolated from the last scored one as time ~ length^k. k is the model's
+    nominal growth (1 streamed, 2 attention) or, when the last two lengths each took at least a second, the growth
+    measured between them if steeper: attention's time grew 8x from 2^12 to 2^13 here (cache effects), not 4x."""
+    (l1, t1) = timed[-1]
+    if len(timed) >= 2 and min(timed[-2][1], t1) >= 1.0:
+        (l0, t0) = timed[-2]
+        exponent = max(exponent, math.log(t1 / t0) / math.log(l1 / l0))
+    return t1 * (length / l1) ** exponent
+
+
 def evaluate_model(job: EvalJobConfig, model, desc: str = "", lengths=None, on_length=None) -> dict:
     """Token accuracy and whole-answer accuracy at every eval length (str(length) -> result or skip reason).
     lengths: instead of eval.lengths; on_length(length, result) is called as each one is done."""
     e = job.eval
-    exponent = 1 if streams(model) else 2  # how scoring time grows with length (attention: quadratic)
     model.eval()
-    out, prev = {}, None
+    out, timed = {}, []  # timed: (length, seconds) of the lengths scored so far
     for length in sorted(set(e.lengths if lengths is None else lengths)):
-        if prev is not None:
-            predicted = prev[1] * (length / prev[0]) ** exponent
+        if timed:
+            predicted = predicted_seconds(timed, length, 1 if streams(model) else 2)
             if predicted > e.max_seconds:
                 out[str(length)] = {"skipped": f"predicted {predicted:.0f} s > eval.max_seconds {e.max_seconds:g}"}
                 if on_length is not None:
@@ -351,7 +361,7 @@ def evaluate_model(job: EvalJobConfig, model, desc: str = "", lengths=None, on_l
                 continue
         t0 = time.perf_counter()
         out[str(length)] = res = score_length(job, model, length, desc)
-        prev = (length, time.perf_counter() - t0)  # unrounded: a short length's rounded seconds may be 0
+        timed.append((length, time.perf_counter() - t0))  # unrounded: a short length's rounded seconds may be 0
         if on_length is not None:
             on_length(length, res)
     return out

@@ -135,3 +135,13 @@ def test_non_empty_run_folder_is_refused(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     one_line_error(main, ["eval", "copy", "--out", str(tmp_path)], capsys, "--overwrite")
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("timed, exponent, want", [
+    ([(4096, 107.0)], 2, 428.0),                   # one length scored: the nominal growth
+    ([(2048, 0.2), (4096, 0.9)], 1, 1.8),          # times under a second are noise: nominal
+    ([(4096, 107.0), (8192, 863.0)], 2, 6961.0),   # attention measured here: 8x per doubling, so 8x again
+    ([(4096, 100.0), (8192, 150.0)], 1, 300.0),    # flatter than nominal: never predict below it
+], ids=["one-length", "short-times", "steeper-measured", "flatter-measured"])
+def test_scoring_time_prediction_uses_the_measured_growth_when_steeper(timed, exponent, want):
+    assert evaluate.predicted_seconds(timed, 2 * timed[-1][0], exponent) == pytest.approx(want, rel=1e-3)
