@@ -41,6 +41,10 @@ class EvalTrainConfig:
     stop_loss: float = 0.005
     checkpoint_seconds: float = 0.0  # > 0: a long run (one model): checkpoint.pt in the run folder this often
     # and when training ends; `--resume RUN` continues it (0: no checkpoints)
+    dt_penalty: float = 0.0  # > 0: add this weight times the mean over Mamba layers, channels and positions of
+    # max(0, log(Δ min|A|) - log dt_penalty_floor), the log of each step's slowest decay: it rewards forgetting
+    # nothing where nothing needs to be forgotten (selectivity) without touching what the task loss needs
+    dt_penalty_floor: float = 1e-8  # no pull below this decay per step (1e-8: a horizon of 10^8 positions)
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
@@ -58,6 +62,8 @@ class EvalTrainConfig:
                 f"must be one of {', '.join(LR_SCHEDULES)}")
         require(self.stop_window >= 0, p + "stop_window", self.stop_window, "must be >= 0 (0: never)")
         require(self.stop_loss > 0, p + "stop_loss", self.stop_loss, "must be > 0")
+        require(self.dt_penalty >= 0, p + "dt_penalty", self.dt_penalty, "must be >= 0 (0: none)")
+        require(0 < self.dt_penalty_floor < 1, p + "dt_penalty_floor", self.dt_penalty_floor, "must be in (0, 1)")
         require(self.checkpoint_seconds >= 0, p + "checkpoint_seconds", self.checkpoint_seconds,
                 "must be >= 0 (0: no checkpoints)")
 

@@ -164,6 +164,44 @@ class LoopState:
     continued: list = field(default_factory=list)  # a stopped run resumed with new caps or stop rule: when, why
 
 
+class DecayPenalty:
+    """train.dt_penalty: during each forward pass, collect from every Mamba layer the log of its per-step decay
+    rate on the slowest state, log(Δ_t min_n |A_n|) (b, l, e), and return the mean of its excess over
+    log(dt_penalty_floor). The ZOH decay exp(Δ A) (section 2, eq. 4) forgets in proportion to Δ|A|, so a model
+    that must carry a token across 2^20 positions needs Δ|A| ~ 1e-7 on the tokens in between; the length-256
+    loss barely asks for that once it is near zero. The penalty is in log space so it keeps pulling at a constant
+    rate (Adam) however small Δ gets, and it is averaged over positions, so one large Δ where a token is written
+    costs little. Hooks on x_proj, so the model code knows nothing of it."""
+
+    def __init__(self, model, floor: float):
+        from seqssm.layers.mamba import Mamba
+
+        self.terms: list[torch.Tensor] = []
+        self.log_floor = math.log(floor)
+        self.handles = [m.x_proj.register_forward_hook(self._hook(m)) for m in model.modules()
+                        if isinstance(m, Mamba)]
+        if not self.handles:
+            raise UsageError("train.dt_penalty: the model has no Mamba layer to penalise")
+
+    def _hook(self, layer):
+        def hook(module, inputs, out):
+            pre = F.linear(out[..., :layer.dt_rank], layer.dt_proj.weight) + layer.dt_proj.bias  # (b, l, e)
+            # log softplus(pre), stable: softplus(p) ~ exp(p) for p << 0, so its log is p there
+            log_dt = torch.where(pre < -15, pre, torch.log(F.softplus(pre.clamp(min=-15))))
+            log_rate = log_dt + layer.A_log.min(dim=-1).values  # |A| = exp(A_log); min over the state (e,)
+            self.terms.append(F.relu(log_rate - self.log_floor).mean())
+        return hook
+
+    def take(self) -> torch.Tensor:
+        out = torch.stack(self.terms).mean()
+        self.terms.clear()
+        return out
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 def make_optimizer(job: EvalJobConfig, model):
     """Adam (weight decay as its L2 term, default none) and the learning-rate schedule, stepped once per step."""
     t = job.train
@@ -192,6 +230,7 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "", checkpoint=None, resume
     sample = task_sampler(job)
     torch.manual_seed(t.seed)
     model = seqssm.build_model(cfg).train()
+    penalty = DecayPenalty(model, t.dt_penalty_floor) if t.dt_penalty > 0 else None
     opt, sched = make_optimizer(job, model)
     gen = torch.Generator().manual_seed(t.seed)
     stages = list(t.curriculum)
@@ -228,8 +267,9 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "", checkpoint=None, resume
         batch = sample(t.batch_size, stages[st.stage], gen)
         logits = scored_logits(model, batch.inputs, batch.positions)  # (b, m, v)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
+        total = loss if penalty is None else loss + t.dt_penalty * penalty.take()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
@@ -264,6 +304,8 @@ def train_model(job: EvalJobConfig, cfg, desc: str = "", checkpoint=None, resume
                           f"accuracy {running:.3f})", file=sys.stderr)
     sync()
     bar.close()
+    if penalty is not None:
+        penalty.remove()  # scoring runs the same model: no hooks there
     running = sum(recent) / len(recent) if recent else None
     st.record[-1].update(to_step=st.step, running_accuracy=None if running is None else round(running, 4))
     if checkpoint is not None:

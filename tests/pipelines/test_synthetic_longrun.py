@@ -251,3 +251,49 @@ def test_combine_puts_the_models_of_several_runs_in_one_table_and_plot(tmp_path,
     one_line_error(main, ["eval", "induction-heads", "--combine", str(tmp_path / "nothing"), "--out", str(out)], capsys,
                     "metrics.json")
     one_line_error(main, ["eval", "copy", "--combine", str(cmp), "--out", str(out)], capsys, "not copy")
+
+
+def test_decay_penalty_is_the_mean_log_decay_above_the_floor_and_leaves_no_hooks():
+    torch.manual_seed(0)
+    job = _job(Path("unused"), "x")
+    model = seqssm.build_model(job.model)
+    layers = [m for m in model.modules() if type(m).__name__ == "Mamba"]
+    with torch.no_grad():  # spread Δ over both branches of the stable log-softplus (pre < -15 and above)
+        layers[0].dt_proj.bias.uniform_(-25.0, 2.0)
+    floor = 1e-6
+    pen = E.DecayPenalty(model, floor)
+    x = torch.randint(0, 17, (3, 20))
+    model.backbone(x)
+    got = pen.take()
+    assert pen.terms == []  # taken: the next step starts empty
+    pen.remove()  # and no more terms collected from here on
+    # by hand, in float64, from the same layers' inputs: Δ = softplus(dt_proj(x_proj(u))), decay rate Δ min|A|
+    want, inputs = [], {}
+    hooks = [m.x_proj.register_forward_hook(lambda mod, i, o, m=m: inputs.__setitem__(m, o.double()))
+             for m in layers]
+    model.backbone(x)
+    for h in hooks:
+        h.remove()
+    for m in layers:
+        pre = inputs[m][..., :m.dt_rank] @ m.dt_proj.weight.double().T + m.dt_proj.bias.double()
+        rate = torch.nn.functional.softplus(pre) * m.A_log.double().exp().min(dim=-1).values
+        want.append(torch.clamp(torch.log(rate) - math.log(floor), min=0).mean())
+    want = torch.stack(want).mean()
+    assert abs(got.item() - want.item()) <= 1e-5 * want.item(), (got, want)
+    got.backward()  # finite gradients, also where Δ underflows
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert pen.terms == []  # the hand computation's forward pass, after remove(), added nothing
+
+
+def test_training_with_the_decay_penalty_lowers_delta_and_refuses_models_without_mamba():
+    base = ["train.steps=30", "train.curriculum=[32]", "train.lr=0.01"]
+    pulled = {}
+    for weight in (0.0, 1.0):
+        job = _job(Path("unused"), "x", base + [f"train.dt_penalty={weight}"])
+        job.train.checkpoint_seconds = 0.0
+        model, _ = E.train_model(job, job.model)
+        pulled[weight] = float(sum(m.dt_proj.bias.detach().mean() for m in model.modules() if type(m).__name__ == "Mamba"))
+    assert pulled[1.0] < pulled[0.0] - 0.1, pulled  # the penalty pulls Δ's bias down
+    job = _job(Path("unused"), "x", base + ["train.dt_penalty=1", "model.layer=s4d"])
+    with pytest.raises(seqssm.pipelines.jobconfig.UsageError, match="dt_penalty"):
+        E.train_model(job, job.model)
