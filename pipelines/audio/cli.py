@@ -138,6 +138,23 @@ def _conditions(args, run) -> list[tuple[int | None, str | None]]:
     return [(d, s) for d in digits for s in speakers]
 
 
+@torch.no_grad()
+def condition_log_ratio(model: ConditionalSampleLM, ids: torch.Tensor, prefix: torch.Tensor,
+                        start_id: int) -> torch.Tensor:
+    """ids (b, l) sampled clips, prefix (b, 2) their conditions -> (b,) log p(ids | condition) - log p(ids | any,
+    any) in nats, both from one parallel pass of the (unguided) model."""
+    full = torch.cat([torch.full((ids.shape[0], 1), start_id), ids], dim=1)
+    anyp = model.prefix(None, None).expand_as(prefix)
+    out = []
+    for i in range(0, len(full), 16):  # 16 clips per pass: the logits of a whole batch of clips need not fit
+        x = full[i:i + 16]
+        mask = torch.ones_like(x, dtype=torch.float32)
+        nll_c, _ = nll_sum(model, x, mask, prefix[i:i + 16])
+        nll_a, _ = nll_sum(model, x, mask, anyp[i:i + 16])
+        out.append(nll_a - nll_c)
+    return torch.cat(out).double()
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     for name, ok, what in (("--seconds", args.seconds > 0, "> 0"), ("--batch", args.batch >= 1, ">= 1"),
                            ("--threads", args.threads >= 0, ">= 0"), ("--keep", args.keep >= 0, ">= 0")):
@@ -145,6 +162,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise UsageError(f"{name}: must be {what}")
     if args.keep > args.batch:
         raise UsageError(f"--keep {args.keep}: must be at most --batch {args.batch}")
+    if args.rank_by != "likelihood" and not (args.rank or args.keep):
+        raise UsageError(f"--rank-by {args.rank_by}: ranks only with --rank or --keep")
     GenerateConfig(temperature=args.temperature, top_p=args.top_p, seed=args.seed).validate(as_options=True)
     run = load_run(args.model)
     conditions = _conditions(args, run)
@@ -168,6 +187,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     prefix = None
     if isinstance(run.model, ConditionalSampleLM):
         prefix = torch.stack([run.model.prefix(d, s) for d, s in conditions for _ in range(args.batch)])
+    if args.rank_by == "condition":
+        if prefix is None:
+            raise UsageError(f"--rank-by condition: the model at {args.model} is unconditional (its condition.by is [])")
+        if (None, None) in conditions:
+            raise UsageError("--rank-by condition: every clip needs a --digit or --speaker to be ranked against "
+                             "'any'")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -180,12 +205,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         with torch.no_grad():
             nll, _ = nll_sum(sampler, full, torch.ones_like(full, dtype=torch.float32), prefix)
         check = float(((loglik + nll.double()).abs() / nll.double()).max())
+    # SaShiMi's likelihood ranking: the clips of a condition, most likely under the model first; or by how much
+    # more likely the (unguided) model finds each clip given its condition than given none: log p(x | c) - log
+    # p(x | any), the model's own evidence that the clip is of its condition (Bayes' rule with equal priors)
+    rank_score = loglik
+    if args.rank_by == "condition":
+        rank_score = condition_log_ratio(run.model, ids, prefix, q.zero_id)
     rows = []
     for c, (digit, speaker) in enumerate(conditions):
         rows_c = list(range(c * args.batch, (c + 1) * args.batch))
-        # SaShiMi's likelihood ranking: the clips of a condition, most likely under the model first
         by_rank = bool(args.rank or args.keep)
-        ranked = sorted(rows_c, key=lambda i: -float(loglik[i])) if by_rank else rows_c
+        ranked = sorted(rows_c, key=lambda i: -float(rank_score[i])) if by_rank else rows_c
         for rank, i in enumerate(ranked[:args.keep or None]):
             wave = q.decode(ids[i]).float().numpy()
             if prefix is None:
@@ -197,10 +227,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             if not args.no_png:
                 plot_clip(wave, rate, out / f"{name}.png", f"{name}: {args.seconds:g} s at {rate} Hz, "
                           f"{bits:.3f} bits per sample under the model")
-            rows.append({"file": f"{name}.wav", "bits_per_sample": bits, "digit": digit, "speaker": speaker})
+            row = {"file": f"{name}.wav", "bits_per_sample": bits, "digit": digit, "speaker": speaker}
+            if args.rank_by == "condition":
+                row["condition_log_ratio"] = round(float(rank_score[i]), 3)
+            rows.append(row)
     per_block = np.array(block_times) / max(1, n // 10)
     report = {"samples": n, "batch": batch, "seconds": round(seconds, 3), "temperature": args.temperature,
               "guidance": args.guidance, "top_p": args.top_p, "seed": args.seed, "keep": args.keep,
+              "rank_by": args.rank_by if (args.rank or args.keep) else None,
               "threads": torch.get_num_threads(),
               "samples_per_second": round(n * batch / seconds, 1), "real_time_factor": round(seconds / args.seconds, 3),
               "ms_per_step_first_tenth": round(1e3 * float(per_block[0]), 4),
@@ -294,6 +328,9 @@ def register(subparsers) -> None:
     ge.add_argument("--rank", action="store_true", help="name the clips by their own likelihood, best first")
     ge.add_argument("--keep", type=int, default=0,
                     help="keep only the K most likely clips of each condition's --batch (SaShiMi's ranking; 0: all)")
+    ge.add_argument("--rank-by", choices=("likelihood", "condition"), default="likelihood",
+                    help="with --rank/--keep: the clip's own likelihood (default), or conditional models: log p(clip | "
+                         "condition) - log p(clip | any), how much the condition explains the clip")
     ge.add_argument("--digit", help="conditional models: a digit, a comma list, 'all' or 'any' (default any)")
     ge.add_argument("--speaker", help="conditional models: a speaker, a comma list, 'all' or 'any' (default any)")
     ge.add_argument("--no-png", action="store_true", help="write the WAVs and generate.json only")

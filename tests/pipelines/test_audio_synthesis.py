@@ -15,6 +15,7 @@ from seqssm import ModelConfig, build_model
 from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.classifier import load_classifier
 from seqssm.pipelines.audio.infer import generate_ids, nll_sum
+from seqssm.pipelines.audio.cli import condition_log_ratio
 from seqssm.pipelines.cli import main
 
 SPEAKERS = ("ann", "bob", "cy")
@@ -171,6 +172,34 @@ def test_keep_ranks_by_likelihood(cond_run, tmp_path):
     assert sorted(p.name for p in out.glob("*.wav")) == [f"{d}_any_00.wav" for d in range(10)]
 
 
+def test_rank_by_condition_orders_clips_by_the_condition_log_ratio(cond_run, tmp_path):
+    out = tmp_path / "rank"
+    assert main(["audio", "generate", "--model", str(cond_run), "--out", str(out), "--digit", "2,5", "--seconds",
+                 "0.01", "--batch", "4", "--keep", "3", "--rank-by", "condition", "--no-png"]) == 0
+    report = json.loads((out / "generate.json").read_text())
+    assert report["rank_by"] == "condition"
+    assert [c["file"] for c in report["clips"]] == [f"{d}_any_{r:02d}.wav" for d in (2, 5) for r in range(3)]
+    for d in (2, 5):
+        ratios = [c["condition_log_ratio"] for c in report["clips"] if c["digit"] == d]
+        assert ratios == sorted(ratios, reverse=True)  # the best of each digit's four first, the worst dropped
+
+
+def test_condition_log_ratio_is_log_p_given_condition_minus_given_any():
+    model = _random_conditional([])
+    ids = torch.randint(0, 16, (3, 12), generator=torch.Generator().manual_seed(1))
+    prefix = torch.stack([model.prefix(1, "ann"), model.prefix(7, None), model.prefix(None, "bob")])
+    got = condition_log_ratio(model, ids, prefix, start_id=8)
+    full = torch.cat([torch.full((3, 1), 8), ids], dim=1)
+
+    def loglik(pre):  # log p(x_1..x_l | prefix, start) summed, from the model's logits directly
+        logp = model(torch.cat([pre, full[:, :-1]], dim=1)).double().log_softmax(-1)
+        return logp.gather(-1, full[:, 1:, None])[..., 0].sum(1)
+
+    want = loglik(prefix) - loglik(model.prefix(None, None).expand(3, 2))
+    assert torch.allclose(got, want, rtol=1e-9, atol=1e-9), (got, want)
+    assert (want.abs() > 1e-3).all()  # the conditions do change the likelihood (random embeddings)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--digit", "12"], "--digit 12: unknown digit"),
     (["--digit", "seven"], "--digit seven: unknown digit"),
@@ -178,7 +207,10 @@ def test_keep_ranks_by_likelihood(cond_run, tmp_path):
     (["--keep", "5"], "--keep 5: must be at most --batch 1"),
     (["--guidance", "-1"], "--guidance -1.0: must be >= 0"),
     (["--guidance", "nan"], "--guidance nan: must be >= 0"),
-], ids=["digit-12", "digit-word", "unknown-speaker", "keep-over-batch", "guidance-negative", "guidance-nan"])
+    (["--rank-by", "condition"], "--rank-by condition: ranks only with --rank or --keep"),
+    (["--rank-by", "condition", "--rank"], "--rank-by condition: every clip needs a --digit or --speaker"),
+], ids=["digit-12", "digit-word", "unknown-speaker", "keep-over-batch", "guidance-negative", "guidance-nan",
+        "rank-by-without-rank", "rank-by-condition-any"])
 def test_conditional_generate_bad_options(cond_run, tmp_path, capsys, args, needle):
     out = tmp_path / "gen"
     status = main(["audio", "generate", "--model", str(cond_run), "--out", str(out), "--seconds", "0.01", *args])
