@@ -41,7 +41,7 @@ class EvalTrainConfig:
     stop_loss: float = 0.005
     checkpoint_seconds: float = 0.0  # > 0: a long run (one model): checkpoint.pt in the run folder this often
     # and when training ends; `--resume RUN` continues it (0: no checkpoints)
-    dt_penalty: float = 0.0  # > 0: add this weight times the mean over Mamba layers, channels and positions of
+    dt_penalty: float = 0.0  # > 0: add this weight times the mean over Mamba (-2) layers, channels and positions of
     # max(0, log(Δ min|A|) - log dt_penalty_floor), the log of each step's slowest decay: it rewards forgetting
     # nothing where nothing needs to be forgotten (selectivity) without touching what the task loss needs
     dt_penalty_floor: float = 1e-8  # no pull below this decay per step (1e-8: a horizon of 10^8 positions)

@@ -253,13 +253,17 @@ def test_combine_puts_the_models_of_several_runs_in_one_table_and_plot(tmp_path,
     one_line_error(main, ["eval", "copy", "--combine", str(cmp), "--out", str(out)], capsys, "not copy")
 
 
-def test_decay_penalty_is_the_mean_log_decay_above_the_floor_and_leaves_no_hooks():
+@pytest.mark.parametrize("layer", ["mamba", "mamba2"])
+def test_decay_penalty_is_the_mean_log_decay_above_the_floor_and_leaves_no_hooks(layer):
     torch.manual_seed(0)
-    job = _job(Path("unused"), "x")
+    sets = [f"model.layer={layer}"] + (["model.mamba2.headdim=8"] if layer == "mamba2" else [])
+    job = _job(Path("unused"), "x", sets)
     model = seqssm.build_model(job.model)
-    layers = [m for m in model.modules() if type(m).__name__ == "Mamba"]
+    layers = [m for m in model.modules() if type(m).__name__ in ("Mamba", "Mamba2")]
+    assert len(layers) == job.model.n_layer
     with torch.no_grad():  # spread Δ over both branches of the stable log-softplus (pre < -15 and above)
-        layers[0].dt_proj.bias.uniform_(-25.0, 2.0)
+        bias = layers[0].dt_proj.bias if layer == "mamba" else layers[0].dt_bias
+        bias.uniform_(-25.0, 2.0)
     floor = 1e-6
     pen = E.DecayPenalty(model, floor)
     x = torch.randint(0, 17, (3, 20))
@@ -267,16 +271,22 @@ def test_decay_penalty_is_the_mean_log_decay_above_the_floor_and_leaves_no_hooks
     got = pen.take()
     assert pen.terms == []  # taken: the next step starts empty
     pen.remove()  # and no more terms collected from here on
-    # by hand, in float64, from the same layers' inputs: Δ = softplus(dt_proj(x_proj(u))), decay rate Δ min|A|
-    want, inputs = [], {}
-    hooks = [m.x_proj.register_forward_hook(lambda mod, i, o, m=m: inputs.__setitem__(m, o.double()))
-             for m in layers]
+    # by hand, in float64, from the same layers' projections: Δ = softplus(pre), decay rate Δ min|A|
+    outs = {}
+    proj = (lambda m: m.x_proj) if layer == "mamba" else (lambda m: m.in_proj)
+    hooks = [proj(m).register_forward_hook(lambda mod, i, o, m=m: outs.__setitem__(m, o.double())) for m in layers]
     model.backbone(x)
     for h in hooks:
         h.remove()
+    want = []
     for m in layers:
-        pre = inputs[m][..., :m.dt_rank] @ m.dt_proj.weight.double().T + m.dt_proj.bias.double()
-        rate = torch.nn.functional.softplus(pre) * m.A_log.double().exp().min(dim=-1).values
+        if layer == "mamba":
+            pre = outs[m][..., :m.dt_rank] @ m.dt_proj.weight.double().T + m.dt_proj.bias.double()
+            a_min = m.A_log.double().exp().min(dim=-1).values  # (e,)
+        else:
+            pre = outs[m][..., -m.nheads:] + m.dt_bias.double()
+            a_min = m.A_log.double().exp()  # (h,)
+        rate = torch.nn.functional.softplus(pre) * a_min
         want.append(torch.clamp(torch.log(rate) - math.log(floor), min=0).mean())
     want = torch.stack(want).mean()
     assert abs(got.item() - want.item()) <= 1e-5 * want.item(), (got, want)
