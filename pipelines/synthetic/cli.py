@@ -109,7 +109,8 @@ def register(subparsers) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--resume", metavar="RUN", help="continue the long run in folder RUN from its last checkpoint")
     p.add_argument("--score", metavar="RUN", help="score the latest checkpoint of long run RUN (finished or still "
-                   "running) at eval.lengths (--set eval.*), into RUN/score-step<N> or --out")
+                   "running) at eval.lengths (--set eval.*), into RUN/score-step<N> or --out; of a short run, "
+                   "every model it saved (RUN/models), into RUN/score or --out")
     p.add_argument("--combine", metavar="RUN1,RUN2,...", help="one table and plot (--out DIR) of the models of "
                    "several scored runs")
     p.set_defaults(func=_cmd)

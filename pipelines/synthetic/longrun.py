@@ -28,7 +28,7 @@ import torch
 
 import seqssm
 from seqssm.atomic import atomic_open, atomic_write_text
-from seqssm.config import validate_tree
+from seqssm.config import ConfigError, validate_tree
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_write_json, check_out_dir
 from seqssm.pipelines.synthetic import train as E
@@ -74,8 +74,24 @@ def load_run_job(task: str, run: Path, option: str, overrides=()) -> EvalJobConf
     path = run / "config.yaml"
     if not path.is_file():
         raise UsageError(f"{option} {run}: no config.yaml there (not a run folder of seqssm eval)")
-    job = seqssm.load_config(EVAL_JOBS[task], str(path), list(overrides))
-    return job
+    try:
+        return seqssm.load_config(EVAL_JOBS[task], str(path), list(overrides))
+    except ConfigError:
+        other = run_task(run)  # a run of another task fails on its task keys: say so instead
+        if other is not None and other != task:
+            raise UsageError(f"{option} {run}: a run of task {other}, not {task}") from None
+        raise
+
+
+def run_task(run: Path) -> str | None:
+    """The task a run folder's checkpoint (or first saved model) was trained on; None if it has neither."""
+    for path in [run / CHECKPOINT, *sorted((run / E.MODELS).glob("*.pt"))][:2]:
+        if path.is_file():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True).get("task")
+            except Exception:  # unreadable: the caller's own checks say so
+                return None
+    return None
 
 
 def run_job(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
@@ -221,13 +237,19 @@ def score_table(metrics: dict) -> str:
 
 
 def score_run(task: str, run: str, overrides=(), out: str | None = None, log=print) -> dict:
-    """`--score RUN`: score the latest checkpoint of a finished or running long run."""
+    """`--score RUN`: score the latest checkpoint of a finished or running long run, or every saved model of a
+    short run (RUN/models) into RUN/score or --out."""
     bad = [s for s in overrides if not s.split("=", 1)[0].startswith(("eval.", "train.progress_bar",
                                                                           "train.threads"))]
     if bad:
         raise UsageError(f"--set {bad[0]}: with --score only eval.*, train.threads and train.progress_bar may be set")
     run_path = Path(run)
     job = load_run_job(task, run_path, "--score", overrides)
+    if not (run_path / CHECKPOINT).is_file() and (run_path / E.MODELS).is_dir():  # a run of the short kind
+        if job.train.threads:
+            torch.set_num_threads(job.train.threads)
+        target = Path(out) if out is not None else run_path / "score"
+        return E.score_saved_models(task, job, run_path, check_out_dir(target, overwrite=out is None), log=log)
     state = load_checkpoint(run_path, "--score")
     if state["task"] != task:
         raise UsageError(f"--score {run}: a checkpoint of task {state['task']}, not {task}")

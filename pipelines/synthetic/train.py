@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import seqssm
-from seqssm.atomic import atomic_write_text
+from seqssm.atomic import atomic_open, atomic_write_text
 from seqssm.config import validate_tree
 from seqssm.layers import Attention
 from seqssm.pipelines.jobconfig import UsageError
@@ -51,7 +51,10 @@ from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, s
 from seqssm.pipelines.synthetic import tasks as T
 from seqssm.pipelines.synthetic.config import EvalJobConfig
 
-ARTIFACTS = ("config.yaml", "metrics.json", "table.md", "accuracy.png")
+ARTIFACTS = ("config.yaml", "metrics.json", "table.md", "accuracy.png", "models")
+REPORTS = ("metrics.json", "table.md", "accuracy.png")  # what --score RUN writes for a run of this kind
+MODELS = "models"  # RUN/models/<layer>.pt: each trained model, so skipped lengths can be scored later
+MODEL_FORMAT = "seqssm-eval-model-1"
 
 
 # ------------------------------------------------------------------------------------------------ task wiring
@@ -539,15 +542,56 @@ def run_eval(job: EvalJobConfig, overwrite: bool = False, log=print) -> dict:
             model, rec = train_model(job, cfg, desc=f"train {layer}")
             log(f"  {layer}: {rec['steps']} steps in {rec['train_seconds']:.0f} s (stopped by {rec['stopped_by']}), "
                 f"reached length {rec['final_length']}, running train accuracy {rec['final_train_accuracy']}")
-            scores = evaluate_model(job, model, desc=f"eval {layer}")
-            results.append({"layer": layer, **position_of(job, layer), "d_model": d_model, "parameters": count,
-                            **rec, "eval": scores})
+            head = {"layer": layer, **position_of(job, layer), "d_model": d_model, "parameters": count, **rec}
+            save_model(stage / MODELS / f"{layer}.pt", job, head, model)
+            results.append({**head, "eval": evaluate_model(job, model, desc=f"eval {layer}")})
         metrics = run_metrics(job, results)
-        table = markdown_table(metrics)
         seqssm.save_config(job, stage / "config.yaml")
-        atomic_write_json(stage / "metrics.json", metrics)
-        atomic_write_text(stage / "table.md", table)
-        plot_accuracy(metrics, stage / "accuracy.png")
+        table = write_reports(metrics, stage)
         publish(stage, out, ARTIFACTS)
+    log(table)
+    return metrics
+
+
+def write_reports(metrics: dict, folder: Path) -> str:
+    """metrics.json, table.md and accuracy.png of a run into `folder`; returns the table."""
+    table = markdown_table(metrics)
+    atomic_write_json(folder / "metrics.json", metrics)
+    atomic_write_text(folder / "table.md", table)
+    plot_accuracy(metrics, folder / "accuracy.png")
+    return table
+
+
+def save_model(path: Path, job: EvalJobConfig, head: dict, model) -> None:
+    """One trained model of a run with what its row of the table needs (layer, width, training record)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as fh:
+        torch.save({"format": MODEL_FORMAT, "task": job.TASK, "head": head, "model": model.state_dict()}, fh)
+
+
+def score_saved_models(task: str, job: EvalJobConfig, run: Path, out: Path, log=print) -> dict:
+    """`--score RUN` for a run of the short kind: score every model in RUN/models at eval.lengths into `out`
+    (metrics.json, table.md, accuracy.png; RUN/score by default), e.g. a length the time rule skipped."""
+    files = sorted((run / MODELS).glob("*.pt"))
+    if not files:
+        raise UsageError(f"--score {run}: no checkpoint.pt (long run) and no {MODELS}/*.pt (models of a run made "
+                         "before they were saved cannot be scored again)")
+    results = []
+    for path in files:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: say which, in one line
+            raise UsageError(f"--score {path}: not a readable model file ({type(err).__name__})") from None
+        if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT or saved.get("task") != task:
+            raise UsageError(f"--score {path}: not a seqssm eval model of task {task} (format {MODEL_FORMAT})")
+        head = saved["head"]
+        model = seqssm.build_model(layer_config(job, head["layer"], head["d_model"]))
+        model.load_state_dict(saved["model"])
+        log(f"scoring {head['layer']} ({head['steps']} steps of training) at {sorted(set(job.eval.lengths))}")
+        results.append({**head, "eval": evaluate_model(job, model, desc=f"score {head['layer']}")})
+    metrics = run_metrics(job, results)
+    with staging_dir(out) as stage:
+        table = write_reports(metrics, stage)
+        publish(stage, out, REPORTS)
     log(table)
     return metrics

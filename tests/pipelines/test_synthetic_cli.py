@@ -61,6 +61,32 @@ def test_tiny_copy_run_beats_chance_and_writes_its_run_folder(tmp_path):
     assert seqssm.load_config(CopyJob, str(tmp_path / "run" / "config.yaml")).task.vocab == 4
 
 
+def test_a_short_run_saves_its_models_and_score_rescores_a_skipped_length(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["eval", "copy", "--compare", "mamba,s4d", "--out", str(out), "--budget", "0"]
+    for s in TINY_COPY + ["train.steps=40", "eval.lengths=[2,60]", "eval.max_seconds=0.000001"]:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["mamba.pt", "s4d.pt"]
+    assert all("skipped" in r["eval"]["60"] for r in first["results"])  # the time rule skipped 60
+    capsys.readouterr()
+    assert main(["eval", "copy", "--score", str(out), "--set", "eval.lengths=[2,60]",
+                 "--set", "eval.max_seconds=3600"]) == 0
+    again = json.loads((out / "score" / "metrics.json").read_text())
+    for before, after in zip(first["results"], again["results"]):
+        assert after["layer"] == before["layer"] and after["steps"] == before["steps"] == 40
+        assert after["eval"]["2"]["accuracy"] == before["eval"]["2"]["accuracy"]  # the same model, the same seed
+        assert "accuracy" in after["eval"]["60"]  # scored now
+    assert sorted(p.name for p in (out / "score").iterdir()) == sorted(evaluate.REPORTS)
+    (out / "models" / "s4d.pt").write_bytes(b"not a model")
+    one_line_error(main, ["eval", "copy", "--score", str(out)], capsys, "s4d.pt", "not a readable model file")
+    (out / "other").mkdir()
+    (out / "other" / "mine.txt").write_text("mine")
+    one_line_error(main, ["eval", "copy", "--score", str(out), "--out", str(out / "other")], capsys, "not empty")
+    assert (out / "other" / "mine.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("position", ["rope", "alibi", "none"])
 def test_compare_matches_parameter_counts_and_tabulates(tmp_path, capsys, position):
     out = tmp_path / "cmp"
