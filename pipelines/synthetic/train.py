@@ -337,6 +337,7 @@ def training_record(job: EvalJobConfig, st: LoopState, stages) -> dict:
         "continued": st.continued,
         "weight_decay": job.train.weight_decay,
         "lr_schedule": job.train.lr_schedule,
+        "dt_penalty": job.train.dt_penalty,
     }
 
 
@@ -428,8 +429,9 @@ def position_of(job: EvalJobConfig, layer: str) -> dict:
 
 
 def layer_name(r: dict) -> str:
-    """A result row's layer as tables and plots show it: "attention (alibi)", "mamba"."""
-    return f"{r['layer']} ({r['position']})" if r.get("position") else r["layer"]
+    """A result row's layer as tables and plots show it: "attention (alibi)", "mamba", "mamba + Δ penalty 0.001"."""
+    name = f"{r['layer']} ({r['position']})" if r.get("position") else r["layer"]
+    return name + (f" + Δ penalty {r['dt_penalty']:g}" if r.get("dt_penalty") else "")
 
 
 def markdown_table(metrics: dict) -> str:
