@@ -100,6 +100,12 @@ def check_layer(job: EvalJobConfig, layer: str, option: str) -> int:
     if not all(getattr(blk.mixer, "causal", True) for blk in model.backbone.layers):
         raise UsageError(f"{option} {layer}: the layer is not causal (it reads later positions, where the answers "
                          "are); the synthetic tasks need a causal mixer")
+    if job.train.dt_penalty > 0:
+        try:
+            DecayPenalty(model, job.train.dt_penalty_floor).remove()
+        except UsageError:
+            raise UsageError(f"{option} {layer}: train.dt_penalty needs a Mamba or Mamba-2 layer to penalise "
+                             "(set it to 0 for this layer)") from None
     return n_params(model)
 
 

@@ -149,6 +149,8 @@ def test_lengths_over_the_time_cap_are_skipped_with_the_reason():
     (["eval", "copy", "--set", "model.vocab_size=5"], ["model.vocab_size", "must be 17"]),
     (["eval", "copy", "--set", "task.vocab=1"], ["task.vocab"]),
     (["eval", "induction-heads", "--set", "task.trigger_within=-3"], ["task.trigger_within", ">= 0"]),
+    (["eval", "induction-heads", "--compare", "mamba,s4d", "--set", "train.dt_penalty=0.001"],
+     ["--compare s4d", "train.dt_penalty"]),
     (["eval", "copy", "--set", "train.lrr=1"], ["train.lrr"]),
     (["eval", "copy", "--config", "/no/such.yaml"], ["/no/such.yaml"]),
 ])
