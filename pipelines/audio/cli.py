@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from seqssm import GenerateConfig
-from seqssm.domains.audio import list_audio_files, load_audio, save_wav
+from seqssm.domains.audio import list_audio_files, load_audio, parse_fsdd_name, save_wav
 from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
-from seqssm.pipelines.audio.infer import (condition_prefixes, generate_ids, load_run, nll_sum, plot_clip, score_files,
-                                          write_table)
+from seqssm.pipelines.audio.infer import (classify_digits, condition_prefixes, generate_ids, load_run, nll_sum,
+                                          plot_clip, score_files, write_table)
 from seqssm.pipelines.jobconfig import UsageError, add_train_parser, print_resolved
 from seqssm.pipelines.rundir import atomic_write_json
 from seqssm.pipelines.training import LN2
@@ -83,6 +83,8 @@ def _files_of(arg: str) -> list[Path]:
 def _cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.model)
     files = _files_of(args.data)
+    if args.classify_digit:
+        return _classify_digits(args, run, files)
     prefixes = None
     if isinstance(run.model, ConditionalSampleLM):  # each file under its own digit / speaker (FSDD names) or "any"
         given = {"true": run.job.condition.by, "digit": ["digit"], "speaker": ["speaker"], "any": []}[args.condition]
@@ -99,6 +101,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
           f"{res['files']} files ({run.quantizer.name}, {run.job.data.sample_rate} Hz)")
     if args.out:
         write_table(args.out, res)
+    return 0
+
+
+def _classify_digits(args: argparse.Namespace, run, files) -> int:
+    """`eval --classify-digit`: the conditional model's own digit accuracy on FSDD-named files (Bayes' rule)."""
+    if not isinstance(run.model, ConditionalSampleLM) or "digit" not in run.job.condition.by:
+        raise UsageError(f"--classify-digit: the model at {args.model} is not conditioned on the digit")
+    for f in files:
+        try:
+            parse_fsdd_name(f)
+        except ValueError as err:  # AudioInputError: names the file already
+            raise UsageError(f"--classify-digit: {err}") from None
+    res = classify_digits(run.model, files, run.job.data.sample_rate, run.quantizer,
+                          args.batch_size or run.job.data.eval_batch_size)
+    print(f"{args.data}: digit named by the model itself (argmax_d log p(x | d)) for {res['accuracy']:.1%} of "
+          f"{res['files']} files (chance {1 / run.model.n_digits:.0%}); the true digit is worth "
+          f"{res['bits_per_file_given_true_digit']:.1f} bits per file over 'any'")
+    print("confusion (rows: true digit, columns: named):")
+    for d, row in enumerate(res["confusion"]):
+        print(f"  {d}: " + " ".join(f"{c:3d}" for c in row))
+    if args.out:
+        atomic_write_json(args.out, res)
     return 0
 
 
@@ -303,7 +327,10 @@ def register(subparsers) -> None:
     ev.add_argument("--condition", choices=("true", "digit", "speaker", "any"), default="true",
                     help="conditional models: score each file given its own digit and speaker (true), only one of "
                          "them, or neither (any); the difference is what the condition is worth in bits")
-    ev.add_argument("--out", help="write the per-file table to this TSV")
+    ev.add_argument("--classify-digit", action="store_true",
+                    help="conditional models: name each FSDD file's digit by the model itself (the d with the "
+                         "highest log p(x | d)) and report the accuracy and confusion; --out writes it as JSON")
+    ev.add_argument("--out", help="write the per-file table to this TSV (with --classify-digit: the result JSON)")
     ev.set_defaults(func=_cmd_eval)
 
     ge = sub.add_parser("generate", help="sample audio with the recurrent state; WAV + waveform/spectrogram PNG")

@@ -90,6 +90,28 @@ def condition_prefixes(model, files, on) -> list[torch.Tensor]:
     return out
 
 
+@torch.no_grad()
+def classify_digits(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True) -> dict:
+    """The conditional model as a classifier of its own (Bayes' rule, equal priors): each FSDD file's digit is the
+    d with the highest log p(x | d, any speaker). Returns the accuracy, the confusion matrix (true digit rows,
+    predicted columns) and the mean bits per file that the true digit is worth over "any" (the same number `eval
+    --condition digit` and `--condition any` give, per file)."""
+    n = model.n_digits
+    bits = []  # (files,) bits per file under digit d, then under "any"
+    for d in [*range(n), None]:
+        res = score_files(model, files, sample_rate, quantizer, batch_size, progress=progress,
+                          prefixes=[model.prefix(d, None) for _ in files])
+        bits.append(torch.tensor([r["bits_per_sample"] * r["samples"] for r in res["per_file"]], dtype=torch.float64))
+    table = torch.stack(bits, 1)  # (files, n + 1) total bits of each file
+    truth = torch.tensor([parse_fsdd_name(f)[0] for f in files])
+    pred = table[:, :n].argmin(1)
+    confusion = torch.zeros(n, n, dtype=torch.long)
+    confusion.index_put_((truth, pred), torch.ones_like(truth), accumulate=True)
+    gained = table[:, n] - table[torch.arange(len(files)), truth]
+    return {"files": len(files), "accuracy": float((pred == truth).double().mean()),
+            "confusion": confusion.tolist(), "bits_per_file_given_true_digit": float(gained.mean())}
+
+
 def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """ids (b, l+1) starting with the start token, mask (b, l+1) -> (summed NLL in nats (b,), counted samples (b,)).

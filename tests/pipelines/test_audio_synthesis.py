@@ -14,7 +14,7 @@ import torch
 from seqssm import ModelConfig, build_model
 from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.classifier import load_classifier
-from seqssm.pipelines.audio.infer import generate_ids, nll_sum
+from seqssm.pipelines.audio.infer import generate_ids, load_run, nll_sum, score_files
 from seqssm.pipelines.audio.cli import condition_log_ratio
 from seqssm.pipelines.cli import main
 
@@ -300,3 +300,38 @@ def test_eval_of_a_conditional_model_under_each_condition(cond_run, folder, caps
                  "--condition", condition]) == 0
     bits = float(capsys.readouterr().out.split(": ")[1].split()[0])
     assert 0 < bits < 9
+
+
+def test_classify_digit_is_bayes_rule_over_the_model_likelihoods(cond_run, folder, tmp_path, capsys):
+    data = tmp_path / "few"
+    data.mkdir()
+    names = [f"{d}_{s}_{t}.wav" for d in (0, 1) for s in ("ann", "cy") for t in (0, 5)]
+    for name in names:
+        (data / name).write_bytes((folder / name).read_bytes())
+    out = tmp_path / "classify.json"
+    assert main(["audio", "eval", "--model", str(cond_run), "--data", str(data), "--classify-digit",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert "digit named by the model itself" in capsys.readouterr().out
+    # by hand: every file's total NLL under each digit (prefix built here from the names), argmin, and the true
+    # digit's gain over "any"
+    run = load_run(cond_run)
+    files = sorted(data.glob("*.wav"))
+    totals = []
+    for d in [*range(run.model.n_digits), None]:
+        r = score_files(run.model, files, 8000, run.quantizer, 4, progress=False,
+                        prefixes=[run.model.prefix(d, None)] * len(files))
+        totals.append([x["bits_per_sample"] * x["samples"] for x in r["per_file"]])
+    totals = np.array(totals).T  # (files, digits + 1)
+    truth = np.array([int(f.name[0]) for f in files])
+    pred = totals[:, :-1].argmin(1)
+    assert res["files"] == len(files) and res["accuracy"] == pytest.approx(float((pred == truth).mean()))
+    want = np.zeros((run.model.n_digits,) * 2, dtype=int)
+    np.add.at(want, (truth, pred), 1)
+    assert res["confusion"] == want.tolist()
+    gain = totals[:, -1] - totals[np.arange(len(files)), truth]
+    assert res["bits_per_file_given_true_digit"] == pytest.approx(float(gain.mean()), rel=1e-6, abs=1e-6)
+    (data / "odd.wav").write_bytes((folder / names[0]).read_bytes())  # not an FSDD name: one line naming it
+    assert main(["audio", "eval", "--model", str(cond_run), "--data", str(data), "--classify-digit"]) == 2
+    err = capsys.readouterr().err
+    assert "odd.wav" in err and err.count("\n") == 1
