@@ -477,6 +477,8 @@ def plot_accuracy(metrics: dict, path: Path, title: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=110)
+    if len(metrics["results"]) > 10:  # the default cycle repeats after 10 colours: two lines would look like one
+        ax.set_prop_cycle(color=[plt.cm.tab20(i) for i in range(20)])
     for r in metrics["results"]:
         xs = sorted(int(x) for x, res in r["eval"].items() if "accuracy" in res)
         ys = [r["eval"][str(x)]["accuracy"] for x in xs]
