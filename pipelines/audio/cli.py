@@ -213,7 +213,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         prefix = torch.stack([run.model.prefix(d, s) for d, s in conditions for _ in range(args.batch)])
     if args.rank_by == "condition":
         if prefix is None:
-            raise UsageError(f"--rank-by condition: the model at {args.model} is unconditional (its condition.by is [])")
+            raise UsageError(f"--rank-by condition: the model at {args.model} is unconditional "
+                             "(its condition.by is [])")
         if (None, None) in conditions:
             raise UsageError("--rank-by condition: every clip needs a --digit or --speaker to be ranked against "
                              "'any'")

@@ -302,7 +302,8 @@ def test_training_with_the_decay_penalty_lowers_delta_and_refuses_models_without
         job = _job(Path("unused"), "x", base + [f"train.dt_penalty={weight}"])
         job.train.checkpoint_seconds = 0.0
         model, rec = E.train_model(job, job.model)
-        pulled[weight] = float(sum(m.dt_proj.bias.detach().mean() for m in model.modules() if type(m).__name__ == "Mamba"))
+        layers = [m for m in model.modules() if type(m).__name__ == "Mamba"]
+        pulled[weight] = float(sum(m.dt_proj.bias.detach().mean() for m in layers))
     assert pulled[1.0] < pulled[0.0] - 0.1, pulled  # the penalty pulls Δ's bias down
     assert rec["dt_penalty"] == 1.0 and E.layer_name(rec | {"layer": "mamba"}) == "mamba + Δ penalty 1"
     assert E.layer_name({"layer": "mamba", "dt_penalty": 0.0}) == "mamba"  # tables and plots name the recipe
