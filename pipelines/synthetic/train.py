@@ -49,6 +49,7 @@ from seqssm.layers import Attention
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir, save_figure
 from seqssm.pipelines.synthetic import tasks as T
+from seqssm.pipelines.synthetic.penalty import DecayPenalty
 from seqssm.pipelines.synthetic.config import EvalJobConfig
 
 ARTIFACTS = ("config.yaml", "metrics.json", "table.md", "accuracy.png", "models")
@@ -171,51 +172,6 @@ class LoopState:
     tail: list = field(default_factory=list)  # (loss, every prediction right) of the last train.stop_window steps
     stopped_by: str = ""  # "", or why training ended: steps, budget, zero loss
     continued: list = field(default_factory=list)  # a stopped run resumed with new caps or stop rule: when, why
-
-
-class DecayPenalty:
-    """train.dt_penalty: during each forward pass, collect from every Mamba and Mamba-2 layer the log of its
-    per-step decay rate on the slowest state, log(Δ_t min |A|) (b, l, channels or heads), and return the mean of
-    its excess over log(dt_penalty_floor). The ZOH decay exp(Δ A) (section 2, eq. 4) forgets in proportion to
-    Δ|A|, so a model that must carry a token across 2^20 positions needs Δ|A| ~ 1e-7 on the tokens in between; the
-    length-256 loss barely asks for that once it is near zero. The penalty is in log space so it keeps pulling at
-    a constant rate (Adam) however small Δ gets, and it is averaged over positions, so one large Δ where a token
-    is written costs little. Hooks on the input projections, so the model code knows nothing of it."""
-
-    def __init__(self, model, floor: float):
-        from seqssm.layers.mamba import Mamba
-        from seqssm.layers.mamba2 import Mamba2
-
-        self.terms: list[torch.Tensor] = []
-        self.log_floor = math.log(floor)
-        self.handles = []
-        for m in model.modules():
-            if isinstance(m, Mamba):  # Δ pre-activation: dt_proj(x_proj(x)[:dt_rank]); A (e, n)
-                self.handles.append(m.x_proj.register_forward_hook(self._hook(
-                    lambda out, m=m: F.linear(out[..., :m.dt_rank], m.dt_proj.weight) + m.dt_proj.bias,
-                    lambda m=m: m.A_log.min(dim=-1).values)))
-            elif isinstance(m, Mamba2):  # Δ pre-activation: in_proj(x)'s last h columns + dt_bias; A (h,)
-                self.handles.append(m.in_proj.register_forward_hook(self._hook(
-                    lambda out, m=m: out[..., -m.nheads:] + m.dt_bias, lambda m=m: m.A_log)))
-        if not self.handles:
-            raise UsageError("train.dt_penalty: the model has no Mamba or Mamba-2 layer to penalise")
-
-    def _hook(self, pre_of, log_a_min):
-        def hook(module, inputs, out):
-            pre = pre_of(out)  # (b, l, channels)
-            # log softplus(pre), stable: softplus(p) ~ exp(p) for p << 0, so its log is p there
-            log_dt = torch.where(pre < -15, pre, torch.log(F.softplus(pre.clamp(min=-15))))
-            self.terms.append(F.relu(log_dt + log_a_min() - self.log_floor).mean())  # |A| = exp(A_log)
-        return hook
-
-    def take(self) -> torch.Tensor:
-        out = torch.stack(self.terms).mean()
-        self.terms.clear()
-        return out
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def make_optimizer(job: EvalJobConfig, model):

@@ -16,6 +16,7 @@ from seqssm.pipelines.cli import main
 from seqssm.pipelines.synthetic import longrun
 from seqssm.pipelines.synthetic import train as E
 from seqssm.pipelines.synthetic.config import CopyJob, InductionHeadsJob
+from seqssm.pipelines.synthetic.penalty import DecayPenalty
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -265,7 +266,7 @@ def test_decay_penalty_is_the_mean_log_decay_above_the_floor_and_leaves_no_hooks
         bias = layers[0].dt_proj.bias if layer == "mamba" else layers[0].dt_bias
         bias.uniform_(-25.0, 2.0)
     floor = 1e-6
-    pen = E.DecayPenalty(model, floor)
+    pen = DecayPenalty(model, floor)
     x = torch.randint(0, 17, (3, 20))
     model.backbone(x)
     got = pen.take()
