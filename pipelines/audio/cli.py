@@ -14,8 +14,8 @@ from seqssm import GenerateConfig
 from seqssm.domains.audio import list_audio_files, load_audio, parse_fsdd_name, save_wav
 from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
-from seqssm.pipelines.audio.infer import (classify_digits, condition_prefixes, generate_ids, load_run, nll_sum,
-                                          plot_clip, score_files, write_table)
+from seqssm.pipelines.audio.infer import (classify_digits, condition_log_ratio, condition_prefixes, generate_ids,
+                                          load_run, nll_sum, plot_clip, score_files, write_table)
 from seqssm.pipelines.jobconfig import UsageError, add_train_parser, print_resolved
 from seqssm.pipelines.rundir import atomic_write_json
 from seqssm.pipelines.training import LN2
@@ -160,23 +160,6 @@ def _conditions(args, run) -> list[tuple[int | None, str | None]]:
     digits = parse("--digit", args.digit, list(range(model.n_digits)), int, "digit")
     speakers = parse("--speaker", args.speaker, model.speakers, str, "speaker")
     return [(d, s) for d in digits for s in speakers]
-
-
-@torch.no_grad()
-def condition_log_ratio(model: ConditionalSampleLM, ids: torch.Tensor, prefix: torch.Tensor,
-                        start_id: int) -> torch.Tensor:
-    """ids (b, l) sampled clips, prefix (b, 2) their conditions -> (b,) log p(ids | condition) - log p(ids | any,
-    any) in nats, both from one parallel pass of the (unguided) model."""
-    full = torch.cat([torch.full((ids.shape[0], 1), start_id), ids], dim=1)
-    anyp = model.prefix(None, None).expand_as(prefix)
-    out = []
-    for i in range(0, len(full), 16):  # 16 clips per pass: the logits of a whole batch of clips need not fit
-        x = full[i:i + 16]
-        mask = torch.ones_like(x, dtype=torch.float32)
-        nll_c, _ = nll_sum(model, x, mask, prefix[i:i + 16])
-        nll_a, _ = nll_sum(model, x, mask, anyp[i:i + 16])
-        out.append(nll_a - nll_c)
-    return torch.cat(out).double()
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -124,6 +124,23 @@ def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor |
 
 
 @torch.no_grad()
+def condition_log_ratio(model, ids: torch.Tensor, prefix: torch.Tensor,
+                        start_id: int) -> torch.Tensor:
+    """ids (b, l) sampled clips, prefix (b, 2) their conditions -> (b,) log p(ids | condition) - log p(ids | any,
+    any) in nats, both from one parallel pass of the (unguided) model."""
+    full = torch.cat([torch.full((ids.shape[0], 1), start_id), ids], dim=1)
+    anyp = model.prefix(None, None).expand_as(prefix)
+    out = []
+    for i in range(0, len(full), 16):  # 16 clips per pass: the logits of a whole batch of clips need not fit
+        x = full[i:i + 16]
+        mask = torch.ones_like(x, dtype=torch.float32)
+        nll_c, _ = nll_sum(model, x, mask, prefix[i:i + 16])
+        nll_a, _ = nll_sum(model, x, mask, anyp[i:i + 16])
+        out.append(nll_a - nll_c)
+    return torch.cat(out).double()
+
+
+@torch.no_grad()
 def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True,
                 prefixes: list[torch.Tensor] | None = None) -> dict:
     """Bits per sample of every file and of all of them together (total NLL / total samples); a conditional model

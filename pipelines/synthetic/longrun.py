@@ -30,7 +30,7 @@ import seqssm
 from seqssm.atomic import atomic_open, atomic_write_text
 from seqssm.config import ConfigError, validate_tree
 from seqssm.pipelines.jobconfig import UsageError
-from seqssm.pipelines.rundir import atomic_write_json, check_out_dir
+from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
 from seqssm.pipelines.synthetic import train as E
 from seqssm.pipelines.synthetic.config import EVAL_JOBS, EvalJobConfig
 
@@ -56,18 +56,23 @@ def save_checkpoint(path: Path, job: EvalJobConfig, layer: str, d_model: int, mo
         torch.save(state, fh)
 
 
+def load_saved(path: Path, option: str, fmt: str, what: str) -> dict:
+    """A file torch.save wrote (checkpoint or model), checked for its format; one-line UsageError otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which, in one line
+        raise UsageError(f"{option} {path}: not a readable {what} ({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise UsageError(f"{option} {path}: not a seqssm eval {what} (format {fmt})")
+    return state
+
+
 def load_checkpoint(run: Path, option: str) -> dict:
     path = run / CHECKPOINT
     if not path.is_file():
         raise UsageError(f"{option} {run}: no {CHECKPOINT} there (not a long run of seqssm eval, or it has not "
                          "written its first checkpoint yet)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which, in one line
-        raise UsageError(f"{option} {path}: not a readable checkpoint ({type(err).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UsageError(f"{option} {path}: not a seqssm eval checkpoint (format {FORMAT})")
-    return state
+    return load_saved(path, option, FORMAT, "checkpoint")
 
 
 def load_run_job(task: str, run: Path, option: str, overrides=()) -> EvalJobConfig:
@@ -249,7 +254,7 @@ def score_run(task: str, run: str, overrides=(), out: str | None = None, log=pri
         if job.train.threads:
             torch.set_num_threads(job.train.threads)
         target = Path(out) if out is not None else run_path / "score"
-        return E.score_saved_models(task, job, run_path, check_out_dir(target, overwrite=out is None), log=log)
+        return score_saved_models(task, job, run_path, check_out_dir(target, overwrite=out is None), log=log)
     state = load_checkpoint(run_path, "--score")
     if state["task"] != task:
         raise UsageError(f"--score {run}: a checkpoint of task {state['task']}, not {task}")
@@ -260,6 +265,31 @@ def score_run(task: str, run: str, overrides=(), out: str | None = None, log=pri
         raise UsageError(f"--out {target}: exists and is not a folder")
     log(f"scoring {run} at step {state['loop']['step']} into {target}: lengths {sorted(set(job.eval.lengths))}")
     return score_checkpoint(job, state, target, log=log)
+
+
+def score_saved_models(task: str, job: EvalJobConfig, run: Path, out: Path, log=print) -> dict:
+    """`--score RUN` for a run of the short kind: score every model in RUN/models at eval.lengths into `out`
+    (metrics.json, table.md, accuracy.png; RUN/score by default), e.g. a length the time rule skipped."""
+    files = sorted((run / E.MODELS).glob("*.pt"))
+    if not files:
+        raise UsageError(f"--score {run}: no checkpoint.pt (long run) and no {E.MODELS}/*.pt (models of a run made "
+                         "before they were saved cannot be scored again)")
+    results = []
+    for path in files:
+        saved = load_saved(path, "--score", E.MODEL_FORMAT, "model file")
+        if saved.get("task") != task:
+            raise UsageError(f"--score {path}: a model of task {saved.get('task')}, not {task}")
+        head = saved["head"]
+        model = seqssm.build_model(E.layer_config(job, head["layer"], head["d_model"]))
+        model.load_state_dict(saved["model"])
+        log(f"scoring {head['layer']} ({head['steps']} steps of training) at {sorted(set(job.eval.lengths))}")
+        results.append({**head, "eval": E.evaluate_model(job, model, desc=f"score {head['layer']}")})
+    metrics = E.run_metrics(job, results)
+    with staging_dir(out) as stage:
+        table = E.write_reports(metrics, stage)
+        publish(stage, out, E.REPORTS)
+    log(table)
+    return metrics
 
 
 # ------------------------------------------------------------------------------------------------- combining

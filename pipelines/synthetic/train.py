@@ -533,31 +533,3 @@ def save_model(path: Path, job: EvalJobConfig, head: dict, model) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as fh:
         torch.save({"format": MODEL_FORMAT, "task": job.TASK, "head": head, "model": model.state_dict()}, fh)
-
-
-def score_saved_models(task: str, job: EvalJobConfig, run: Path, out: Path, log=print) -> dict:
-    """`--score RUN` for a run of the short kind: score every model in RUN/models at eval.lengths into `out`
-    (metrics.json, table.md, accuracy.png; RUN/score by default), e.g. a length the time rule skipped."""
-    files = sorted((run / MODELS).glob("*.pt"))
-    if not files:
-        raise UsageError(f"--score {run}: no checkpoint.pt (long run) and no {MODELS}/*.pt (models of a run made "
-                         "before they were saved cannot be scored again)")
-    results = []
-    for path in files:
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated or foreign file: say which, in one line
-            raise UsageError(f"--score {path}: not a readable model file ({type(err).__name__})") from None
-        if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT or saved.get("task") != task:
-            raise UsageError(f"--score {path}: not a seqssm eval model of task {task} (format {MODEL_FORMAT})")
-        head = saved["head"]
-        model = seqssm.build_model(layer_config(job, head["layer"], head["d_model"]))
-        model.load_state_dict(saved["model"])
-        log(f"scoring {head['layer']} ({head['steps']} steps of training) at {sorted(set(job.eval.lengths))}")
-        results.append({**head, "eval": evaluate_model(job, model, desc=f"score {head['layer']}")})
-    metrics = run_metrics(job, results)
-    with staging_dir(out) as stage:
-        table = write_reports(metrics, stage)
-        publish(stage, out, REPORTS)
-    log(table)
-    return metrics

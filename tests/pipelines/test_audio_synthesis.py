@@ -14,8 +14,7 @@ import torch
 from seqssm import ModelConfig, build_model
 from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.classifier import load_classifier
-from seqssm.pipelines.audio.infer import generate_ids, load_run, nll_sum, score_files
-from seqssm.pipelines.audio.cli import condition_log_ratio
+from seqssm.pipelines.audio.infer import condition_log_ratio, generate_ids, load_run, nll_sum, score_files
 from seqssm.pipelines.cli import main
 
 SPEAKERS = ("ann", "bob", "cy")
