@@ -94,7 +94,8 @@ class ConditionalSampleLM(GenerationMixin, nn.Module):
     def _add_offset(self, module, inputs, output):
         if self._offset is None:
             return output
-        return output + (self._offset[:, None, :] if output.dim() == 3 else self._offset).to(output.dtype)
+        offset = self._offset[:, None, :] if output.dim() == 3 and self._offset.dim() == 2 else self._offset
+        return output + offset.to(output.dtype)
 
     @contextmanager
     def _conditioned(self, offset: torch.Tensor):
@@ -193,4 +194,92 @@ class GuidedSampleLM(GenerationMixin, nn.Module):
         return self._mix(self.model.step(torch.cat([token_ids, token_ids]), state))
 
 
-__all__ = ["CondState", "ConditionalSampleLM", "GuidedSampleLM", "PREFIX"]
+@dataclass
+class UnitState(CondState):
+    """A UnitConditionalLM stream: the condition vector, the unit of every sample (b, n) and the next position."""
+
+    track: torch.Tensor = None
+    pos: int = 0
+
+
+class UnitConditionalLM(ConditionalSampleLM):
+    """The vocoder of the two-stage model (seqssm.domains.audio.units): a ConditionalSampleLM whose every sample
+    position also adds the embedding of its frame's acoustic unit (WaveNet's local conditioning, van den Oord et al.
+    2016, section 2.6). The unit track (b, l), one unit id per predicted sample, is given with `following(track)`
+    around a forward pass or a whole `generate` call: position i (which predicts sample i) adds unit_embed[track[:, i]].
+    Positions past the track's end add the row n_units ("no unit"), so a stream can run past its plan.
+    The unit table starts at zero: a model started from a trained sample-level model (train.init_from) begins as it."""
+
+    def __init__(self, lm: nn.Module, n_digits: int, speakers: Sequence[str], n_units: int):
+        super().__init__(lm, n_digits, speakers)
+        if n_units < 1:
+            raise ValueError(f"n_units {n_units}: must be >= 1")
+        self.n_units = n_units
+        self.unit_embed = nn.Embedding(n_units + 1, lm.config.d_model)  # last row: past the plan's end
+        nn.init.zeros_(self.unit_embed.weight)
+        self._track: torch.Tensor | None = None
+
+    @contextmanager
+    def following(self, track: torch.Tensor):
+        """track (b, n) unit ids of the samples to predict, for the forward passes and steps inside the block."""
+        if track.dim() != 2 or track.dtype != torch.long:
+            raise ValueError(f"track: expected (b, n) long unit ids, got {tuple(track.shape)} {track.dtype}")
+        if track.numel() and (int(track.min()) < 0 or int(track.max()) > self.n_units):
+            raise ValueError(f"track: unit ids must be in 0-{self.n_units}, got {int(track.min())}-{int(track.max())}")
+        self._track = track
+        try:
+            yield
+        finally:
+            self._track = None
+
+    def _units(self, track: torch.Tensor, pos: int, l: int) -> torch.Tensor:
+        """The unit embeddings (b, l, d) of positions pos … pos + l - 1 ("no unit" past the track's end)."""
+        ids = track[:, pos:pos + l]
+        if ids.shape[1] < l:
+            ids = torch.cat([ids, ids.new_full((ids.shape[0], l - ids.shape[1]), self.n_units)], 1)
+        return self.unit_embed(ids)
+
+    def forward(self, input_ids: torch.Tensor, state: UnitState | None = None, return_state: bool = False):
+        """As ConditionalSampleLM.forward, inside `following(track)` for a pass without a state."""
+        if state is None:
+            if self._track is None:
+                raise ValueError("a unit-conditioned model needs its unit track: call it inside following(track)")
+            if input_ids.dim() != 2 or input_ids.shape[1] < PREFIX + 1:
+                raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
+            if len(self._track) != len(input_ids):
+                raise ValueError(f"track: {len(self._track)} rows for {len(input_ids)} rows of input_ids")
+            cond, ids, inner, track, pos = self.offset(input_ids[:, :PREFIX]), input_ids[:, PREFIX:], None, self._track, 0
+        else:
+            cond, ids, inner, track, pos = state.offset, input_ids, state.inner, state.track, state.pos
+        with self._conditioned(cond[:, None, :] + self._units(track, pos, ids.shape[1])):
+            out = self.lm(ids, state=inner, return_state=return_state or inner is not None)
+        if return_state or inner is not None:
+            logits, new = out
+            if state is not None:
+                state.pos += ids.shape[1]
+                return (logits, state) if return_state else logits
+            return (logits, UnitState(new, cond, track, ids.shape[1])) if return_state else logits
+        return out
+
+    def step(self, token_ids: torch.Tensor, state: UnitState) -> torch.Tensor:
+        """token_ids (b,) -> next-sample logits (b, v); the state (and its position) advances in place."""
+        with self._conditioned(state.offset + self._units(state.track, state.pos, 1)[:, 0]):
+            logits = self.lm.step(token_ids, state.inner)
+        state.pos += 1
+        return logits
+
+    def condition_state_dict(self) -> dict[str, torch.Tensor]:
+        return {**super().condition_state_dict(), "unit_embed": self.unit_embed.weight.detach().contiguous()}
+
+    def load_condition_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        super().load_condition_state_dict(tensors)
+        with torch.no_grad():
+            self.unit_embed.weight.copy_(tensors["unit_embed"])
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        groups = super().param_groups(weight_decay)
+        groups[1]["params"] = groups[1]["params"] + [self.unit_embed.weight]
+        return groups
+
+
+__all__ = ["CondState", "ConditionalSampleLM", "GuidedSampleLM", "PREFIX", "UnitConditionalLM", "UnitState"]

@@ -65,7 +65,9 @@ class AudioFolder(Dataset):
 
 
 def _padded(ids: torch.Tensor, length: int, pad_id: int) -> dict[str, torch.Tensor]:
-    out = torch.full((length,), pad_id, dtype=torch.long)
+    """ids (n, ...) -> {"ids": (length, ...) padded with pad_id, "mask": (length,)}; trailing dimensions (e.g. a unit
+    track stacked beside the samples) are cropped and padded along with the first."""
+    out = torch.full((length, *ids.shape[1:]), pad_id, dtype=torch.long)
     mask = torch.zeros(length, dtype=torch.float32)
     n = min(len(ids), length)
     out[:n] = ids[:n]

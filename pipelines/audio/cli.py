@@ -14,6 +14,7 @@ from seqssm import GenerateConfig
 from seqssm.domains.audio import list_audio_files, load_audio, parse_fsdd_name, save_wav
 from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
+from seqssm.pipelines.audio.twostage import plan_track, resynthesis_plans, sample_plans
 from seqssm.pipelines.audio.infer import (classify_digits, condition_log_ratio, condition_prefixes, generate_ids,
                                           load_run, nll_sum, plot_clip, score_files, write_table)
 from seqssm.pipelines.jobconfig import UsageError, add_train_parser, print_resolved
@@ -28,8 +29,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from seqssm.pipelines.audio.train import train_audio  # Lightning loads here, not for `seqssm info`
 
     m = train_audio(job, overwrite=args.overwrite)
+    unit = "unit" if m.get("units", {}).get("stage") == "planner" else "sample"  # a planner's tokens are units
     line = (f"seqssm audio train: {m['steps']} steps in {m['seconds']:.0f} s; val {m['val_bits_per_sample']:.4f}, "
-            f"test {m['test_bits_per_sample']:.4f} bits per sample ({m['test_samples']} samples)")
+            f"test {m['test_bits_per_sample']:.4f} bits per {unit} ({m['test_samples']} {unit}s)")
     if "heldout_bits_per_sample" in m:
         line += f"; held-out speakers {m['heldout_bits_per_sample']:.4f}"
     print(f"{line}\n  {m['convention']}\n  run folder {job.out_dir}")
@@ -83,6 +85,12 @@ def _files_of(arg: str) -> list[Path]:
 def _cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.model)
     files = _files_of(args.data)
+    if run.job.units.stage == "planner":
+        raise UsageError(f"--model {args.model}: a planner of units (its test bits per unit are in its metrics.json); "
+                         "eval scores sample-level models")
+    if args.classify_digit and run.job.units.stage == "vocoder":
+        raise UsageError(f"--classify-digit: the model at {args.model} is given each file's units, which already "
+                         "name the digit")
     if args.classify_digit:
         return _classify_digits(args, run, files)
     prefixes = None
@@ -92,7 +100,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     elif args.condition != "true":
         raise UsageError(f"--condition {args.condition}: the model at {args.model} is unconditional")
     res = score_files(run.model, files, run.job.data.sample_rate, run.quantizer, args.batch_size or
-                      run.job.data.eval_batch_size, prefixes=prefixes)
+                      run.job.data.eval_batch_size, prefixes=prefixes, coder=run.coder)
     width = max(len(Path(r["file"]).name) for r in res["per_file"])
     if args.per_file:
         for r in res["per_file"]:
@@ -162,6 +170,41 @@ def _conditions(args, run) -> list[tuple[int | None, str | None]]:
     return [(d, s) for d in digits for s in speakers]
 
 
+def _planner_of(args: argparse.Namespace, run):
+    """The planner of a two-stage run (--plan), checked against the vocoder; None for a sample-level model. The
+    options a two-stage model does not take are refused in one line."""
+    stage = run.job.units.stage
+    if stage == "planner":
+        raise UsageError(f"--model {args.model}: a planner of units; give its vocoder as --model and it as --plan")
+    if stage != "vocoder":
+        for flag in ("--plan", "--resynth"):
+            if getattr(args, flag[2:]):
+                raise UsageError(f"{flag}: the model at {args.model} is not a unit vocoder (units.stage {stage})")
+        return None
+    for flag, bad in (("--guidance", args.guidance != 1.0), ("--rank-by condition", args.rank_by == "condition"),
+                      ("--prompt", bool(args.prompt))):
+        if bad:
+            raise UsageError(f"{flag}: not available for a two-stage model (--plan)")
+    if args.resynth:  # the vocoder alone, given the units (and digit and speaker) of real files
+        for flag, given in (("--plan", args.plan), ("--digit", args.digit), ("--speaker", args.speaker)):
+            if given:
+                raise UsageError(f"{flag}: not with --resynth (the files' names and units are the conditions)")
+        return None
+    if not args.plan:
+        raise UsageError(f"--model {args.model}: a unit vocoder; name the planner of its units with --plan RUN "
+                         "(or --resynth FILES)")
+    if not args.plan_temperature > 0:
+        raise UsageError(f"--plan-temperature {args.plan_temperature}: must be > 0")
+    plan = load_run(args.plan)
+    if plan.job.units.stage != "planner":
+        raise UsageError(f"--plan {args.plan}: not a planner run (units.stage {plan.job.units.stage})")
+    if not plan.coder.same_as(run.coder):
+        raise UsageError(f"--plan {args.plan}: learnt the units of another coder than the vocoder at {args.model}")
+    if plan.model.speakers != run.model.speakers or plan.model.n_digits != run.model.n_digits:
+        raise UsageError(f"--plan {args.plan}: knows other digits or speakers than the vocoder at {args.model}")
+    return plan.model
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     for name, ok, what in (("--seconds", args.seconds > 0, "> 0"), ("--batch", args.batch >= 1, ">= 1"),
                            ("--threads", args.threads >= 0, ">= 0"), ("--keep", args.keep >= 0, ">= 0")):
@@ -173,7 +216,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--rank-by {args.rank_by}: ranks only with --rank or --keep")
     GenerateConfig(temperature=args.temperature, top_p=args.top_p, seed=args.seed).validate(as_options=True)
     run = load_run(args.model)
+    planner = _planner_of(args, run)
     conditions = _conditions(args, run)
+    if args.resynth:
+        real_plans, conditions = resynthesis_plans(run, _files_of(args.resynth))
     sampler = run.model  # what the clips are drawn from (and the parallel check scores them with)
     if args.guidance != 1.0:
         if not args.guidance >= 0:
@@ -204,33 +250,53 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ids, loglik, block_times = generate_ids(sampler, n, batch, prompt, args.temperature, args.top_p,
-                                            args.seed, q.zero_id, prefix=prefix)
+    plans, track, lengths = None, None, [n] * batch
+    if planner is not None or args.resynth:  # two-stage: the planner says what (units), the vocoder says it
+        if args.resynth:
+            plans = [p for p in real_plans for _ in range(args.batch)]
+        else:
+            plan_prefix = torch.stack([planner.prefix(d, s) for d, s in conditions for _ in range(args.batch)])
+            plans = sample_plans(planner, run.coder, plan_prefix, run.coder.frames(n), args.plan_temperature,
+                                 args.seed)
+        track, lengths = plan_track(run.coder, plans, run.model.n_units)
+        n = track.shape[1]
+        with run.model.following(track):
+            ids, loglik, block_times = generate_ids(sampler, n, batch, prompt, args.temperature, args.top_p,
+                                                    args.seed, q.zero_id, prefix=prefix, lengths=lengths)
+    else:
+        ids, loglik, block_times = generate_ids(sampler, n, batch, prompt, args.temperature, args.top_p,
+                                                args.seed, q.zero_id, prefix=prefix)
     seconds = time.perf_counter() - t0
     check = None
     if args.check_parallel:  # the same clips scored by one parallel pass: recurrent and parallel modes must agree
         full = torch.cat([torch.full((batch, 1), q.zero_id), ids], dim=1)
+        mask = torch.ones_like(full, dtype=torch.float32)
+        for row, length in zip(mask, lengths):
+            row[1 + length:] = 0  # a two-stage row counts its plan's samples only, as the steps did
         with torch.no_grad():
-            nll, _ = nll_sum(sampler, full, torch.ones_like(full, dtype=torch.float32), prefix)
+            nll, _ = nll_sum(sampler, full, mask, prefix,
+                             None if track is None else torch.cat([track[:, :1], track], 1))
         check = float(((loglik + nll.double()).abs() / nll.double()).max())
     # SaShiMi's likelihood ranking: the clips of a condition, most likely under the model first; or by how much
     # more likely the (unguided) model finds each clip given its condition than given none: log p(x | c) - log
     # p(x | any), the model's own evidence that the clip is of its condition (Bayes' rule with equal priors)
-    rank_score = loglik
+    rank_score = loglik / torch.tensor(lengths, dtype=torch.float64)  # per sample: two-stage rows differ in length
     if args.rank_by == "condition":
         rank_score = condition_log_ratio(run.model, ids, prefix, q.zero_id)
-    rows = []
+    rows, seen = [], {}
     for c, (digit, speaker) in enumerate(conditions):
         rows_c = list(range(c * args.batch, (c + 1) * args.batch))
         by_rank = bool(args.rank or args.keep)
         ranked = sorted(rows_c, key=lambda i: -float(rank_score[i])) if by_rank else rows_c
         for rank, i in enumerate(ranked[:args.keep or None]):
-            wave = q.decode(ids[i]).float().numpy()
+            wave = q.decode(ids[i][:lengths[i]]).float().numpy()
             if prefix is None:
                 name = f"sample_{rank:02d}" if by_rank else f"sample_{i:02d}"
             else:
-                name = f"{'any' if digit is None else digit}_{speaker or 'any'}_{rank if by_rank else i - rows_c[0]:02d}"
-            bits = float(-loglik[i] / n / LN2)
+                name = f"{'any' if digit is None else digit}_{speaker or 'any'}"
+                seen[name] = seen.get(name, -1) + 1  # a condition asked again (--resynth) counts on
+                name = f"{name}_{seen[name]:02d}"
+            bits = float(-loglik[i] / lengths[i] / LN2)
             save_wav(out / f"{name}.wav", wave, rate)
             if not args.no_png:
                 plot_clip(wave, rate, out / f"{name}.png", f"{name}: {args.seconds:g} s at {rate} Hz, "
@@ -238,10 +304,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             row = {"file": f"{name}.wav", "bits_per_sample": bits, "digit": digit, "speaker": speaker}
             if args.rank_by == "condition":
                 row["condition_log_ratio"] = round(float(rank_score[i]), 3)
+            if plans is not None:
+                row["units"] = plans[i].tolist()
             rows.append(row)
     per_block = np.array(block_times) / max(1, n // 10)
     report = {"samples": n, "batch": batch, "seconds": round(seconds, 3), "temperature": args.temperature,
               "guidance": args.guidance, "top_p": args.top_p, "seed": args.seed, "keep": args.keep,
+              "plan": None if planner is None else {"run": str(args.plan), "temperature": args.plan_temperature},
+              "resynth": args.resynth,
               "rank_by": args.rank_by if (args.rank or args.keep) else None,
               "threads": torch.get_num_threads(),
               "samples_per_second": round(n * batch / seconds, 1), "real_time_factor": round(seconds / args.seconds, 3),
@@ -346,6 +416,11 @@ def register(subparsers) -> None:
     ge.add_argument("--speaker", help="conditional models: a speaker, a comma list, 'all' or 'any' (default any)")
     ge.add_argument("--no-png", action="store_true", help="write the WAVs and generate.json only")
     ge.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ge.add_argument("--plan", help="two-stage models (--model a units.stage vocoder run): the planner run whose "
+                    "sampled units the vocoder says; a clip ends at the planner's end token or at --seconds")
+    ge.add_argument("--plan-temperature", type=float, default=1.0, help="the planner's sampling temperature")
+    ge.add_argument("--resynth", help="two-stage models: an FSDD-named file or folder; the vocoder says each file's "
+                    "own units with its digit and speaker (--batch times), the planner left out; --seconds unused")
     ge.add_argument("--check-parallel", action="store_true",
                     help="also score the clips in one parallel pass and report how far it is from the recurrent one")
     ge.set_defaults(func=_cmd_generate)

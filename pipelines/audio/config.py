@@ -79,6 +79,33 @@ class ConditionConfig:
         require(0 <= self.drop_prob < 1, p + "drop_prob", self.drop_prob, "must be in [0, 1)")
 
 
+UNIT_STAGES = ("none", "vocoder", "planner")
+
+
+@dataclass
+class UnitsConfig:
+    """The two-stage model (seqssm.domains.audio.units): stage "vocoder" trains the sample-level model given each
+    sample's acoustic unit (k-means of 20 ms log-mel frames, fitted on the training clips at the start of the run);
+    stage "planner" trains a model over the unit ids of a vocoder run's coder (`coder`: that run's folder), whose
+    samples `seqssm audio generate --plan` hands to the vocoder. "none": one quantised sample per token only."""
+
+    stage: str = "none"  # none, vocoder or planner
+    k: int = 128  # vocoder: units fitted (the planner's vocabulary is k + 1: the units and an end token)
+    hop: int = 160  # vocoder: samples per frame (20 ms at 8 kHz)
+    n_fft: int = 512
+    n_mels: int = 40
+    kmeans_iters: int = 30
+    coder: str = ""  # planner: the vocoder run (or its model/ folder) whose units it learns; vocoder: read, not fitted
+
+    def validate(self, prefix: str = "") -> None:
+        p = prefix
+        require(self.stage in UNIT_STAGES, p + "stage", self.stage, f"must be one of {', '.join(UNIT_STAGES)}")
+        require(self.k >= 2, p + "k", self.k, "must be >= 2")
+        require(self.hop >= 1, p + "hop", self.hop, "must be >= 1")
+        require(self.n_fft >= 2 and self.n_mels >= 1, p + "n_fft", self.n_fft, "n_fft >= 2 and n_mels >= 1 needed")
+        require(self.kmeans_iters >= 1, p + "kmeans_iters", self.kmeans_iters, "must be >= 1")
+
+
 @dataclass
 class AudioJobConfig:
     """`seqssm audio train`: next-sample prediction on quantised waveforms (SaShiMi / Mamba paper section 4.4).
@@ -87,14 +114,18 @@ class AudioJobConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(vocab_size=256))
     data: AudioDataConfig = field(default_factory=AudioDataConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
+    units: UnitsConfig = field(default_factory=UnitsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs/audio"
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
         require(self.model.head == "lm", p + "model.head", self.model.head, "next-sample prediction needs 'lm'")
-        require(self.model.vocab_size == 1 << self.data.bits, p + "model.vocab_size", self.model.vocab_size,
-                 f"must be 2^data.bits = {1 << self.data.bits}")
+        if self.units.stage != "planner":  # a planner's vocabulary is its coder's units + 1, checked when it is read
+            require(self.model.vocab_size == 1 << self.data.bits, p + "model.vocab_size", self.model.vocab_size,
+                    f"must be 2^data.bits = {1 << self.data.bits}")
+        require(self.units.stage == "none" or bool(self.condition.by), p + "units.stage", self.units.stage,
+                "needs condition.by (the two-stage model is asked for a digit and a speaker)")
         require(not self.condition.by or self.data.split == "fsdd", p + "condition.by", list(self.condition.by),
                 "needs data.split fsdd (the digit and speaker come from FSDD file names)")
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 import seqssm
 from seqssm.atomic import atomic_open
 from seqssm.domains.audio import AudioFolder, WholeClips, build_quantizer, pad_collate, parse_fsdd_name
-from seqssm.domains.audio.conditional import ConditionalSampleLM
+from seqssm.domains.audio.conditional import ConditionalSampleLM, UnitConditionalLM
 from seqssm.pipelines.audio.config import AudioJobConfig
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.training import LN2
@@ -74,6 +74,11 @@ def collate_with_condition(pad_id: int):
         batch = pad(items)
         if "cond" in items[0]:
             batch["cond"] = torch.stack([it["cond"] for it in items])
+        if "track" in items[0]:  # padded with unit 0: padded positions are masked, and the model is causal
+            track = torch.zeros_like(batch["ids"])
+            for row, it in zip(track, items):
+                row[:len(it["track"])] = it["track"]
+            batch["track"] = track
         return batch
 
     return collate
@@ -112,12 +117,17 @@ def classify_digits(model, files, sample_rate: int, quantizer, batch_size: int, 
             "confusion": confusion.tolist(), "bits_per_file_given_true_digit": float(gained.mean())}
 
 
-def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def nll_sum(model, ids: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor | None = None,
+            track: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """ids (b, l+1) starting with the start token, mask (b, l+1) -> (summed NLL in nats (b,), counted samples (b,)).
-    prefix (b, 2): a conditional model's condition tokens, read before the start token."""
+    prefix (b, 2): a conditional model's condition tokens, read before the start token. track (b, l+1): a unit
+    vocoder's unit of every item of ids (seqssm.domains.audio.units); item i + 1's unit conditions its prediction."""
     inputs = ids[:, :-1] if prefix is None else torch.cat([prefix.to(ids), ids[:, :-1]], dim=1)
-    logits = model(inputs)  # (b, l, v) float32
+    if track is None:
+        logits = model(inputs)  # (b, l, v) float32
+    else:
+        with model.following(track[:, 1:].to(ids)):
+            logits = model(inputs)
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # (b, l)
     m = mask[:, 1:].to(nll.dtype)
     return (nll * m).sum(1), m.sum(1)
@@ -142,11 +152,17 @@ def condition_log_ratio(model, ids: torch.Tensor, prefix: torch.Tensor,
 
 @torch.no_grad()
 def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True,
-                prefixes: list[torch.Tensor] | None = None) -> dict:
+                prefixes: list[torch.Tensor] | None = None, coder=None) -> dict:
     """Bits per sample of every file and of all of them together (total NLL / total samples); a conditional model
-    scores each file under its own prefix (its digit and speaker: p(x | digit, speaker))."""
+    scores each file under its own prefix (its digit and speaker: p(x | digit, speaker)); a unit vocoder (coder
+    given) under the file's own units as well (p(x | units, digit, speaker))."""
     clips = AudioFolder(files, sample_rate, quantizer)
-    data = WholeClips(WithStart(clips, quantizer.zero_id))
+    if coder is None:
+        data = WholeClips(WithStart(clips, quantizer.zero_id))
+    else:
+        from seqssm.pipelines.audio.twostage import Tracked, WholeTracked
+
+        data = WholeTracked(Tracked(clips, coder, quantizer, quantizer.zero_id))
     if prefixes is not None:
         data = WithCondition(data, prefixes)
     order = sorted(range(len(data)), key=lambda i: len(clips[i]))  # similar lengths together: little padding
@@ -157,7 +173,9 @@ def score_files(model, files, sample_rate: int, quantizer, batch_size: int, prog
     nll, count = torch.zeros(len(data), dtype=torch.float64), torch.zeros(len(data), dtype=torch.float64)
     pos = 0
     for batch in tqdm(loader, desc="scoring", unit="batch", disable=not progress, leave=False):
-        s, c = nll_sum(model, batch["ids"].to(device), batch["mask"].to(device), batch.get("cond"))
+        track = batch.get("track")
+        s, c = nll_sum(model, batch["ids"].to(device), batch["mask"].to(device), batch.get("cond"),
+                       None if track is None else track.to(device))
         idx = order[pos:pos + len(s)]
         nll[idx], count[idx] = s.double().cpu(), c.double().cpu()
         pos += len(s)
@@ -176,6 +194,7 @@ class AudioRun:
     job: AudioJobConfig
     quantizer: object
     folder: Path
+    coder: object = None  # a two-stage run's UnitCoder (units.stage vocoder or planner)
 
 
 def load_run(path) -> AudioRun:
@@ -194,8 +213,17 @@ def load_run(path) -> AudioRun:
             raise UsageError(f"--model {path}: a conditional run without its {CONDITION_FILE}")
         from safetensors.torch import load_file
 
-        model = ConditionalSampleLM(model, job.condition.n_digits, job.condition.speakers)
+        coder = None
+        if job.units.stage != "none":
+            from seqssm.pipelines.audio.twostage import read_coder
+
+            coder = read_coder(model_dir, "--model")
+        if job.units.stage == "vocoder":
+            model = UnitConditionalLM(model, job.condition.n_digits, job.condition.speakers, coder.k)
+        else:
+            model = ConditionalSampleLM(model, job.condition.n_digits, job.condition.speakers)
         model.load_condition_state_dict(load_file(str(model_dir / CONDITION_FILE)))
+        return AudioRun(model.eval(), job, quantizer, run_dir, coder)
     return AudioRun(model.eval(), job, quantizer, run_dir)
 
 
@@ -213,7 +241,8 @@ def write_table(path, result: dict) -> None:
 
 @torch.no_grad()
 def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None, temperature: float,
-                 top_p: float, seed: int, start_id: int, progress: bool = True, prefix: torch.Tensor | None = None):
+                 top_p: float, seed: int, start_id: int, progress: bool = True, prefix: torch.Tensor | None = None,
+                 lengths: list[int] | None = None):
     """Sample n_samples ids per row with the recurrent state (one step per sample, never a growing context):
     the core's decoding loop (GenerationMixin.generate), with a per-step hook that adds up the likelihood, times
     each tenth of the clip and moves the progress bar.
@@ -222,6 +251,7 @@ def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None,
     unfiltered distribution at temperature 1 — used to rank samples — and seconds per block of generated time).
     prompt (l,) ids: read once in parallel mode (seqssm's streaming forward), then continued.
     prefix (b, 2): a conditional model's condition tokens per row (seqssm.domains.audio.conditional), read first.
+    lengths: each row's length in samples (two-stage rows end with their plans): loglik counts those samples only.
     """
     device = next(model.parameters()).device
     first = torch.full((batch, 1), start_id, dtype=torch.long, device=device)
@@ -230,13 +260,15 @@ def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None,
     context = first if prompt is None else torch.cat([first, prompt.to(device)[None].expand(batch, -1)], dim=1)
     loglik = torch.zeros(batch, dtype=torch.float64)
     times, block = [], max(1, n_samples // 10)
+    keep = None if lengths is None else torch.tensor(lengths)
     clock = [time.perf_counter()]
     bar = tqdm(total=n_samples, desc="sampling", unit="sample", unit_scale=True, disable=not progress, leave=False)
 
     def on_step(i: int, token: torch.Tensor, logits: torch.Tensor) -> None:
         if i == 0:
             clock[0] = time.perf_counter()  # the per-step clock starts after the prompt's parallel pass
-        loglik.add_(torch.log_softmax(logits.double(), -1).gather(1, token[:, None])[:, 0].cpu())
+        step = torch.log_softmax(logits.double(), -1).gather(1, token[:, None])[:, 0].cpu()
+        loglik.add_(step if lengths is None else torch.where(i < keep, step, 0.0))
         bar.update(1)
         if (i + 1) % block == 0:
             now = time.perf_counter()

@@ -34,10 +34,13 @@ from seqssm.domains.audio import (
 )
 from seqssm.pipelines.audio.config import AudioJobConfig
 from seqssm.domains.audio import parse_fsdd_name
-from seqssm.domains.audio.conditional import ConditionalSampleLM
+from seqssm.domains.audio.conditional import ConditionalSampleLM, UnitConditionalLM
 from seqssm.pipelines.audio.infer import (CONDITION_FILE, QUANTIZER_FILE, WithCondition, WithStart,
                                           collate_with_condition, condition_prefixes, nll_sum, score_files,
                                           write_table)
+from seqssm.pipelines.audio.twostage import (UNITS_FILE, SplitTrack, Tracked, UnitSequences, WholeTracked,
+                                             clip_units, fit_coder, read_coder)
+from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
 from seqssm.pipelines.training import (LN2, TimeBudget, fit_and_validate, init_model, make_trainer, optimizers,
                                        plot_curves)
@@ -68,7 +71,7 @@ class AudioTask(L.LightningModule):
         return torch.where(drop, anyway.expand_as(cond), cond)
 
     def training_step(self, batch, batch_idx):
-        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], self._condition(batch))
+        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], self._condition(batch), batch.get("track"))
         loss = nll.sum() / count.sum().clamp_min(1)
         self.history["train"].append([self.global_step + 1, float(loss.detach())])
         self.log("train_bits", loss.detach() / LN2, prog_bar=True, on_step=True, on_epoch=False)
@@ -79,7 +82,7 @@ class AudioTask(L.LightningModule):
         self._sum, self._count, self._t0 = 0.0, 0.0, time.perf_counter()
 
     def validation_step(self, batch, batch_idx):
-        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], batch.get("cond"))
+        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], batch.get("cond"), batch.get("track"))
         self._sum += float(nll.sum())
         self._count += float(count.sum())
 
@@ -91,6 +94,24 @@ class AudioTask(L.LightningModule):
 
     def configure_optimizers(self):
         return optimizers(self.model, self.train_cfg, self.train_cfg.max_steps, self.budget)
+
+
+@torch.no_grad()
+def score_units(planner, files, units: list[torch.Tensor], k: int, prefixes, batch_size: int) -> dict:
+    """A planner's bits per unit token (the units and each clip's end token) on whole unit sequences; the per-file
+    rows carry the same keys as score_files' ("samples" counts tokens)."""
+    data = UnitSequences(units, k)
+    collate = collate_with_condition(k)
+    per_file = []
+    for i in range(0, len(data), batch_size):
+        items = [{**data[j], "cond": prefixes[j]} for j in range(i, min(i + batch_size, len(data)))]
+        batch = collate(items)
+        nll, count = nll_sum(planner, batch["ids"], batch["mask"], batch["cond"])
+        per_file += [{"file": str(files[i + j]), "samples": int(c), "bits_per_sample": float(n / c / LN2)}
+                     for j, (n, c) in enumerate(zip(nll.double(), count.double()))]
+    total = sum(r["samples"] for r in per_file)
+    bits = sum(r["bits_per_sample"] * r["samples"] for r in per_file) / total
+    return {"files": len(per_file), "samples": total, "bits_per_sample": bits, "per_file": per_file}
 
 
 def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
@@ -108,25 +129,53 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         cond = job.condition
     if t.threads:
         torch.set_num_threads(t.threads)
+    stage_name = job.units.stage
     with staging_dir(out) as stage:
         L.seed_everything(t.seed, workers=True, verbose=False)
         model = seqssm.build_model(job.model)
         init_model(model, t.init_from)
         lm = model
-        if cond.by:
+        coder = None
+        train_clips = AudioFolder(files["train"], d.sample_rate, quantizer)
+        val_clips = AudioFolder(files["val"], d.sample_rate, quantizer)
+        pad_id = quantizer.zero_id
+        if stage_name == "vocoder":  # the units are fitted here, on the training clips only (or read: units.coder)
+            coder = read_coder(job.units.coder, "units.coder") if job.units.coder else fit_coder(
+                train_clips, quantizer, job.units, t.seed)
+            if coder.k != job.units.k:
+                raise UsageError(f"units.k {job.units.k}: the coder of {job.units.coder} has {coder.k} units")
+            model = UnitConditionalLM(lm, cond.n_digits, cond.speakers, coder.k)
+        elif stage_name == "planner":
+            if not job.units.coder:
+                raise UsageError("units.coder: stage planner: name the vocoder run whose units it learns "
+                                 "(--set units.coder=RUN)")
+            coder = read_coder(job.units.coder, "units.coder")
+            if job.model.vocab_size != coder.k + 1:
+                raise UsageError(f"model.vocab_size {job.model.vocab_size}: the planner of {job.units.coder} "
+                                 f"({coder.k} units) needs {coder.k + 1} (the units and the end token)")
+            model = ConditionalSampleLM(lm, cond.n_digits, cond.speakers)
+            pad_id = coder.k
+        elif cond.by:
             model = ConditionalSampleLM(lm, cond.n_digits, cond.speakers)
         prefixes = (lambda fs: condition_prefixes(model, fs, cond.by)) if cond.by else (lambda fs: None)
-        train_clips = AudioFolder(files["train"], d.sample_rate, quantizer)
-        crops = RandomCrops(WithStart(train_clips, quantizer.zero_id), d.crop_len + 1, seed=t.seed)
+        if stage_name == "planner":
+            crops = UnitSequences(clip_units(coder, train_clips, quantizer), coder.k)
+            val_data = UnitSequences(clip_units(coder, val_clips, quantizer), coder.k)
+        elif stage_name == "vocoder":
+            crops = SplitTrack(RandomCrops(Tracked(train_clips, coder, quantizer, pad_id), d.crop_len + 1,
+                                           seed=t.seed))
+            val_data = WholeTracked(Tracked(val_clips, coder, quantizer, pad_id))
+        else:
+            crops = RandomCrops(WithStart(train_clips, quantizer.zero_id), d.crop_len + 1, seed=t.seed)
+            val_data = WholeClips(WithStart(val_clips, quantizer.zero_id))
         if cond.by:
             crops = WithCondition(crops, prefixes(files["train"]))
+            val_data = WithCondition(val_data, prefixes(files["val"]))
+        collate = collate_with_condition(pad_id)
         train_dl = DataLoader(crops, batch_size=d.batch_size, shuffle=True, drop_last=len(crops) >= d.batch_size,
                               num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
-                              generator=torch.Generator().manual_seed(t.seed))
-        val_clips = WholeClips(WithStart(AudioFolder(files["val"], d.sample_rate, quantizer), quantizer.zero_id))
-        if cond.by:
-            val_clips = WithCondition(val_clips, prefixes(files["val"]))
-        val_dl = DataLoader(val_clips, batch_size=d.eval_batch_size, collate_fn=collate_with_condition(quantizer.zero_id))
+                              generator=torch.Generator().manual_seed(t.seed), collate_fn=collate)
+        val_dl = DataLoader(val_data, batch_size=d.eval_batch_size, collate_fn=collate)
         task = AudioTask(model, t, cond.drop_prob if cond.by else 0.0)
         trainer = make_trainer(
             accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
@@ -141,8 +190,12 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         seconds = fit_and_validate(trainer, task, train_dl, val_dl)
 
         model = model.cpu().eval()
-        test = score_files(model, files["test"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar,
-                           prefixes(files["test"]))
+        if stage_name == "planner":
+            test = score_units(model, files["test"], clip_units(coder, AudioFolder(files["test"], d.sample_rate,
+                               quantizer), quantizer), coder.k, prefixes(files["test"]), d.eval_batch_size)
+        else:
+            test = score_files(model, files["test"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar,
+                               prefixes(files["test"]), coder)
         write_table(stage / "test.tsv", test)
         steps = int(trainer.global_step)
         metrics = {
@@ -163,8 +216,10 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             "test_samples": test["samples"],
         }
         if "heldout" in files:
+            if stage_name == "planner":
+                raise UsageError("data.heldout_speakers: not supported by units.stage planner")
             held = score_files(model, files["heldout"], d.sample_rate, quantizer, d.eval_batch_size, t.progress_bar,
-                               prefixes(files["heldout"]))
+                               prefixes(files["heldout"]), coder)
             write_table(stage / "heldout.tsv", held)
             metrics.update(heldout_speakers=list(d.heldout_speakers), heldout_bits_per_sample=held["bits_per_sample"],
                            heldout_samples=held["samples"])
@@ -173,10 +228,16 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             metrics["condition"] = {"by": list(cond.by), "speakers": list(cond.speakers), "drop_prob": cond.drop_prob,
                                     "test_scored_as": "p(x | digit, speaker) of each file's own digit and speaker"}
             extra[CONDITION_FILE] = safetensors_save(model.condition_state_dict())
+        if coder is not None:
+            extra[UNITS_FILE] = coder.to_bytes()
+            metrics["units"] = {"stage": stage_name, "k": coder.k, "hop": coder.spec.hop,
+                                "test_scored_as": "p(units | digit, speaker), bits per unit (and per end token)"
+                                if stage_name == "planner" else "p(x | units, digit, speaker)"}
         lm.save_pretrained(stage / "model", extra_files=extra)
         seqssm.save_config(job, stage / "config.yaml")
         atomic_write_json(stage / "metrics.json", metrics)
         atomic_write_json(stage / "history.json", task.history)
-        plot_curves(task.history, stage / "curves.png", f"{Path(d.folder).name}: {steps} steps", unit="sample")
+        plot_curves(task.history, stage / "curves.png", f"{Path(d.folder).name}: {steps} steps",
+                    unit="unit" if stage_name == "planner" else "sample")
         publish(stage, out, [name for name in ARTIFACTS if name != "heldout.tsv" or "heldout" in files])
     return metrics

@@ -17,8 +17,9 @@ from seqssm.pipelines.audio.classifier import load_classifier
 from seqssm.pipelines.audio.infer import condition_log_ratio, generate_ids, load_run, nll_sum, score_files
 from seqssm.pipelines.cli import main
 
-SPEAKERS = ("ann", "bob", "cy")
-FREQ = {0: 220.0, 1: 660.0}  # digit 0 is a low tone, digit 1 a high one: a classifier can tell them apart
+from pipeline_helpers import FSDD_SPEAKERS, fsdd_tone, write_fsdd_like
+
+SPEAKERS = FSDD_SPEAKERS
 TINY_CLF = ["model.clip_samples=1024", "model.n_fft=64", "model.hop=32", "model.n_mels=8", "model.channels=[4]",
             "model.features=8", "train.max_epochs=30", "train.max_minutes=0.5", "train.batch_size=8",
             "train.progress=false", "train.lr=0.01"]
@@ -32,23 +33,9 @@ def _sets(pairs):
     return [x for kv in pairs for x in ("--set", kv)]
 
 
-def _tone(rng, digit, n, rate=8000):
-    t = np.arange(n) / rate
-    return (0.4 * np.sin(2 * np.pi * FREQ[digit] * rng.uniform(0.97, 1.03) * t)
-            + 0.02 * rng.standard_normal(n)).astype(np.float32)
-
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fsdd")
-    rng = np.random.default_rng(0)
-    for speaker in SPEAKERS:
-        for digit in (0, 1):
-            for take in range(8):
-                sf.write(str(root / f"{digit}_{speaker}_{take}.wav"), _tone(rng, digit, int(rng.integers(400, 900))),
-                         8000)
-    return root
+    return write_fsdd_like(tmp_path_factory.mktemp("fsdd"))
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +270,7 @@ def test_score_window_by_window(folder, classifier, tmp_path):
     clips.mkdir()
     rng = np.random.default_rng(1)
     for i in range(3):  # a low tone for 0.1 s, then a high one
-        sf.write(str(clips / f"sample_{i}.wav"), np.concatenate([_tone(rng, 0, 800), _tone(rng, 1, 800)]), 8000)
+        sf.write(str(clips / f"sample_{i}.wav"), np.concatenate([fsdd_tone(rng, 0, 800), fsdd_tone(rng, 1, 800)]), 8000)
     out = tmp_path / "score"
     assert main(["audio", "score", str(clips), "--classifier", str(classifier), "--out", str(out), "--window", "0.1",
                  "--rounds", "10", "--reference", str(folder)]) == 0

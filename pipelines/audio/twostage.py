@@ -1,0 +1,167 @@
+"""The two-stage audio model's data and sampling (seqssm.domains.audio.units explains the why): unit tracks for the
+vocoder, unit sequences for the planner, and plan-then-vocode generation.
+
+Dimension names: b batch · l samples · f frames (units) · k units.
+
+Stage "vocoder": every training clip's units come from the run's coder (fitted on the training clips), spread to
+one unit per sample (the track); crops of samples and track are cut together. Stage "planner": each clip is the
+sequence [end, u_0, …, u_{f-1}, end] of its units (token k is both the start and the end), read after the prefix
+tokens [digit, speaker] of a ConditionalSampleLM. Generation: the planner samples units until its end token (or
+the length asked for), the track is spread from them, and the vocoder samples every sample given its unit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from seqssm.domains.audio.units import UnitCoder, UnitSpec
+from seqssm.pipelines.jobconfig import UsageError
+
+UNITS_FILE = "units.safetensors"  # the coder (centroids, normalisation, framing) beside a two-stage run's weights
+
+
+def fit_coder(clips, quantizer, units_cfg, seed: int) -> UnitCoder:
+    """k-means units over the frames of the training clips, as the models see them (quantised and decoded)."""
+    spec = UnitSpec(sample_rate=clips.sample_rate, hop=units_cfg.hop, n_fft=units_cfg.n_fft, n_mels=units_cfg.n_mels)
+    waves = [quantizer.decode(clips[i]).float() for i in range(len(clips))]
+    return UnitCoder.fit(waves, units_cfg.k, spec, units_cfg.kmeans_iters, seed)
+
+
+def clip_units(coder: UnitCoder, clips, quantizer) -> list[torch.Tensor]:
+    """The unit ids (f,) of every clip of an AudioFolder."""
+    return [coder.encode(quantizer.decode(clips[i]).float()) for i in range(len(clips))]
+
+
+class Tracked(Dataset):
+    """Clips with their start token, the unit track stacked beside the ids: items (l + 1, 2) = [ids, track].
+    Item 0 is the start token; item j >= 1 is sample j - 1 and carries that sample's unit. Cut by RandomCrops
+    (which crops and pads along the first dimension) and split by SplitTrack."""
+
+    def __init__(self, clips, coder: UnitCoder, quantizer, start_id: int):
+        self.clips, self.quantizer, self.start_id = clips, quantizer, start_id
+        self.tracks = [coder.track(u, len(clips[i])) for i, u in enumerate(clip_units(coder, clips, quantizer))]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        ids, track = self.clips[i], self.tracks[i]
+        return torch.stack([torch.cat([ids.new_tensor([self.start_id]), ids]), torch.cat([track[:1], track])], 1)
+
+
+class SplitTrack(Dataset):
+    """Items {"ids": (l, 2), "mask"} of crops of a Tracked dataset -> {"ids": (l,), "mask", "track": (l,)}; padded
+    positions get unit 0 (they are masked)."""
+
+    def __init__(self, crops):
+        self.crops = crops
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.crops[i]
+        both, mask = item["ids"], item["mask"]
+        return {"ids": both[:, 0], "mask": mask, "track": torch.where(mask > 0, both[:, 1], 0)}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.crops.set_epoch(epoch)
+
+
+class WholeTracked(Dataset):
+    """Whole clips of a Tracked dataset, for scoring: {"ids": (l + 1,), "mask", "track": (l + 1,)}."""
+
+    def __init__(self, tracked: Tracked):
+        self.tracked = tracked
+
+    def __len__(self) -> int:
+        return len(self.tracked)
+
+    def __getitem__(self, i: int) -> dict:
+        both = self.tracked[i]
+        return {"ids": both[:, 0], "mask": torch.ones(len(both)), "track": both[:, 1]}
+
+
+class UnitSequences(Dataset):
+    """The planner's items: {"ids": [k, u_0, …, u_{f-1}, k], "mask": ones}; token k starts and ends a clip."""
+
+    def __init__(self, units: list[torch.Tensor], k: int):
+        self.items = [torch.cat([torch.tensor([k]), u, torch.tensor([k])]) for u in units]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"ids": self.items[i], "mask": torch.ones(len(self.items[i]))}
+
+    def set_epoch(self, epoch: int) -> None:  # whole sequences: nothing to redraw
+        pass
+
+
+def read_coder(path, what: str) -> UnitCoder:
+    """The coder saved in a two-stage run folder (or its model/ folder); one-line UsageError otherwise."""
+    folder = Path(path)
+    for candidate in (folder / "model" / UNITS_FILE, folder / UNITS_FILE):
+        if candidate.is_file():
+            return UnitCoder.load(candidate)
+    raise UsageError(f"{what} {path}: no {UNITS_FILE} there (not a run of units.stage vocoder or planner)")
+
+
+@torch.no_grad()
+def sample_plans(planner, coder: UnitCoder, prefix: torch.Tensor, max_frames: int, temperature: float,
+                 seed: int) -> list[torch.Tensor]:
+    """Unit ids (f_i,) per row of prefix (b, 2), sampled from the planner until its end token or max_frames
+    (at least one frame each: a row whose first token is the end gets the first non-end unit it was most likely
+    to say, so no clip is empty)."""
+    from seqssm.pipelines.audio.infer import generate_ids
+
+    k = coder.k
+    ids, _, _ = generate_ids(planner, max_frames, len(prefix), None, temperature, 1.0, seed, k, progress=False,
+                             prefix=prefix)
+    plans = []
+    for row in ids:
+        ends = (row == k).nonzero()
+        plans.append(row[: int(ends[0]) if len(ends) else len(row)])
+    for i, plan in enumerate(plans):
+        if len(plan) == 0:
+            logits = planner(torch.cat([prefix[i:i + 1], torch.tensor([[k]])], 1))[0, -1, :k]
+            plans[i] = logits.argmax()[None]
+    return plans
+
+
+def plan_track(coder: UnitCoder, plans: list[torch.Tensor], n_units: int) -> tuple[torch.Tensor, list[int]]:
+    """Plans -> (track (b, n) of the longest plan's samples, padded with the "no unit" id n_units; each row's
+    length in samples)."""
+    lengths = [len(p) * coder.spec.hop for p in plans]
+    n = max(lengths)
+    track = torch.full((len(plans), n), n_units, dtype=torch.long)
+    for row, p in zip(track, plans):
+        row[: len(p) * coder.spec.hop] = p.repeat_interleave(coder.spec.hop)
+    return track, lengths
+
+
+def resynthesis_plans(run, files) -> tuple[list[torch.Tensor], list[tuple[int, str]]]:
+    """The units of FSDD-named files, as the vocoder was trained on them, and each file's (digit, speaker): the
+    vocoder alone given real units (`generate --resynth`), the planner left out. One-line UsageError for a name
+    that is not FSDD's or a speaker the vocoder does not know."""
+    from seqssm.domains.audio import AudioFolder, parse_fsdd_name
+
+    conditions = []
+    for f in files:
+        try:
+            digit, speaker, _ = parse_fsdd_name(f)
+        except ValueError as err:
+            raise UsageError(f"--resynth: {err}") from None
+        if speaker not in run.model.speakers or not 0 <= digit < run.model.n_digits:
+            raise UsageError(f"--resynth {f}: digit {digit} or speaker {speaker!r} unknown to the vocoder "
+                             f"(it knows {', '.join(run.model.speakers)})")
+        conditions.append((digit, speaker))
+    clips = AudioFolder(files, run.job.data.sample_rate, run.quantizer)
+    return clip_units(run.coder, clips, run.quantizer), conditions
+
+
+__all__ = ["SplitTrack", "Tracked", "UNITS_FILE", "UnitSequences", "WholeTracked", "clip_units", "fit_coder",
+           "plan_track", "read_coder", "resynthesis_plans", "sample_plans"]
