@@ -159,7 +159,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             model = ConditionalSampleLM(lm, cond.n_digits, cond.speakers)
         prefixes = (lambda fs: condition_prefixes(model, fs, cond.by)) if cond.by else (lambda fs: None)
         if stage_name == "planner":
-            crops = UnitSequences(clip_units(coder, train_clips, quantizer), coder.k)
+            crops = UnitSequences(clip_units(coder, train_clips, quantizer, job.units.speeds), coder.k)
             val_data = UnitSequences(clip_units(coder, val_clips, quantizer), coder.k)
         elif stage_name == "vocoder":
             crops = SplitTrack(RandomCrops(Tracked(train_clips, coder, quantizer, pad_id), d.crop_len + 1,
@@ -169,7 +169,8 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             crops = RandomCrops(WithStart(train_clips, quantizer.zero_id), d.crop_len + 1, seed=t.seed)
             val_data = WholeClips(WithStart(val_clips, quantizer.zero_id))
         if cond.by:
-            crops = WithCondition(crops, prefixes(files["train"]))
+            crops = WithCondition(crops, prefixes(files["train"]) * (len(job.units.speeds) if stage_name == "planner"
+                                                                     else 1))
             val_data = WithCondition(val_data, prefixes(files["val"]))
         collate = collate_with_condition(pad_id)
         train_dl = DataLoader(crops, batch_size=d.batch_size, shuffle=True, drop_last=len(crops) >= d.batch_size,

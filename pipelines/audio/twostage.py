@@ -30,9 +30,20 @@ def fit_coder(clips, quantizer, units_cfg, seed: int) -> UnitCoder:
     return UnitCoder.fit(waves, units_cfg.k, spec, units_cfg.kmeans_iters, seed)
 
 
-def clip_units(coder: UnitCoder, clips, quantizer) -> list[torch.Tensor]:
-    """The unit ids (f,) of every clip of an AudioFolder."""
-    return [coder.encode(quantizer.decode(clips[i]).float()) for i in range(len(clips))]
+def clip_units(coder: UnitCoder, clips, quantizer, speeds=(1.0,)) -> list[torch.Tensor]:
+    """The unit ids (f,) of every clip of an AudioFolder, at each speed in turn (clips[0] at speeds[0], …; a speed
+    s != 1 plays the clip s times faster, pitch and all: the speed perturbation of Ko et al. 2015)."""
+    import torchaudio
+
+    rate = clips.sample_rate
+    out = []
+    for speed in speeds:
+        for i in range(len(clips)):
+            wave = quantizer.decode(clips[i]).float()
+            if speed != 1.0:
+                wave = torchaudio.functional.resample(wave, round(rate * speed), rate)
+            out.append(coder.encode(wave))
+    return out
 
 
 class Tracked(Dataset):

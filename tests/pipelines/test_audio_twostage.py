@@ -185,3 +185,19 @@ def test_vocoder_units_change_its_likelihood(vocoder, folder):
         own, _ = nll_sum(run.model, full, torch.ones(full.shape), prefix, torch.cat([track[:, :1], track], 1))
         flat, _ = nll_sum(run.model, full, torch.ones(full.shape), prefix, torch.zeros_like(full))
     assert (own - flat).abs().item() > 1e-6
+
+
+def test_planner_speed_perturbation_adds_each_clip_at_each_speed(vocoder, folder):
+    from seqssm.domains.audio import AudioFolder, make_quantizer
+    from seqssm.pipelines.audio.twostage import clip_units
+
+    coder = UnitCoder.load(vocoder / "model" / "units.safetensors")
+    files = sorted(folder.glob("*_ann_*.wav"))[:3]
+    quantizer = make_quantizer("mulaw", 8, "minmax", "sashimi")
+    clips = AudioFolder(files, 8000, quantizer)
+    once = clip_units(coder, clips, quantizer)
+    both = clip_units(coder, clips, quantizer, (1.0, 2.0))
+    assert len(both) == 6 and all(torch.equal(a, b) for a, b in zip(once, both[:3]))
+    for normal, fast, f in zip(both[:3], both[3:], files):
+        assert len(normal) == coder.frames(sf.info(str(f)).frames)
+        assert len(fast) == coder.frames(round(sf.info(str(f)).frames / 2))  # twice as fast: half the samples

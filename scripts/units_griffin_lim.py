@@ -1,0 +1,74 @@
+"""What the acoustic units carry, without the vocoder: unit ids -> their centroids' log-mel frames -> a magnitude
+spectrogram (least-squares inverse of the mel filters) -> Griffin-Lim phase -> WAV. Score the folders it writes
+with `seqssm audio score` to see whether a plan names its digit before any sample-level model says it.
+
+    python scripts/units_griffin_lim.py --coder RUN --out DIR --files FSDD_FILES       # real units (the ceiling)
+    python scripts/units_griffin_lim.py --coder RUN --out DIR --plan PLAN_RUN --batch 2  # the planner's samples
+
+Clips are named {digit}_{speaker}_{i}.wav, as `seqssm audio score` reads the asked digit. A diagnostic only: the
+centroids are averages, so the sound is buzzy and flat, and Griffin-Lim (Griffin & Lim 1984) is 32 iterations.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torchaudio
+
+from seqssm.domains.audio import AudioFolder, list_audio_files, parse_fsdd_name, save_wav
+from seqssm.pipelines.audio.infer import load_run
+from seqssm.pipelines.audio.twostage import clip_units, read_coder, sample_plans
+
+
+def units_to_wave(coder, units: torch.Tensor) -> torch.Tensor:
+    """units (f,) -> a waveform (f * hop,) in [-1, 1]."""
+    spec = coder.spec
+    log_mel = coder.centroids[units] * coder.std + coder.mean  # (f, m), as UnitCoder.log_mel computed it
+    mel = (log_mel.exp() - 1e-5).clamp_min(0).T  # (m, f) power
+    inverse = torchaudio.transforms.InverseMelScale(n_stft=spec.n_fft // 2 + 1, n_mels=spec.n_mels,
+                                                    sample_rate=spec.sample_rate)
+    power = inverse(mel)
+    griffin = torchaudio.transforms.GriffinLim(n_fft=spec.n_fft, hop_length=spec.hop, power=2.0, n_iter=32)
+    wave = griffin(power)[: len(units) * spec.hop]
+    return wave / wave.abs().max().clamp_min(1e-6) * 0.9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--coder", required=True, help="a two-stage run folder (vocoder or planner) holding the coder")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--files", help="FSDD-named files or a folder: their own units")
+    ap.add_argument("--plan", help="a planner run: sample plans for every digit x speaker")
+    ap.add_argument("--batch", type=int, default=2, help="with --plan: plans per digit x speaker")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    coder = read_coder(args.coder, "--coder")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    named = []
+    if args.files:
+        src = Path(args.files)
+        files = list_audio_files(src) if src.is_dir() else [src]
+        run = load_run(args.coder)
+        plans = clip_units(coder, AudioFolder(files, coder.spec.sample_rate, run.quantizer), run.quantizer)
+        named = [(parse_fsdd_name(f)[:2], p) for f, p in zip(files, plans)]
+    else:
+        planner = load_run(args.plan).model
+        conditions = [(d, s) for d in range(planner.n_digits) for s in planner.speakers for _ in range(args.batch)]
+        prefix = torch.stack([planner.prefix(d, s) for d, s in conditions])
+        plans = sample_plans(planner, coder, prefix, coder.frames(round(2.3 * coder.spec.sample_rate)),
+                             args.temperature, args.seed)
+        named = list(zip(conditions, plans))
+    seen: dict[str, int] = {}
+    for (digit, speaker), units in named:
+        key = f"{digit}_{speaker}"
+        seen[key] = seen.get(key, -1) + 1
+        save_wav(out / f"{key}_{seen[key]:02d}.wav", units_to_wave(coder, units).numpy(), coder.spec.sample_rate)
+    print(f"{len(named)} clips in {out}")
+
+
+if __name__ == "__main__":
+    main()
