@@ -96,6 +96,52 @@ class AudioTask(L.LightningModule):
         return optimizers(self.model, self.train_cfg, self.train_cfg.max_steps, self.budget)
 
 
+def _init_source(init_from: str) -> Path | None:
+    """The model/ folder of a train.init_from that names a saved model or run folder (not a .ckpt)."""
+    if not init_from or Path(init_from).suffix == ".ckpt":
+        return None
+    folder = Path(init_from)
+    return folder / "model" if (folder / "model").is_dir() else folder
+
+
+@torch.no_grad()
+def init_head(lm, init_from: str) -> None:
+    """An audio model fine-tuned from another next-sample model keeps its output layer too (init_model copies the
+    backbone only, which suits a new head): lm_head.weight is copied when the source has one of the same shape."""
+    folder = _init_source(init_from)
+    if folder is None or not (folder / "model.safetensors").is_file():
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        if "lm_head.weight" in f.keys():
+            weight = f.get_tensor("lm_head.weight")
+            if hasattr(lm, "lm_head") and lm.lm_head.weight.shape == weight.shape:
+                lm.lm_head.weight.copy_(weight)
+
+
+@torch.no_grad()
+def init_condition_tables(model, init_from: str) -> None:
+    """A conditional model fine-tuned from a conditional run starts from its digit, speaker (and unit) tables where
+    the shapes agree and the speakers are the same; tables the source lacks (a vocoder's units from a plain
+    conditional run) keep their initialisation."""
+    folder = _init_source(init_from)
+    if folder is None or not (folder / CONDITION_FILE).is_file():
+        return
+    from safetensors.torch import load_file
+
+    source_job = seqssm.load_config(AudioJobConfig, str(folder.parent / "config.yaml")) \
+        if (folder.parent / "config.yaml").is_file() else None
+    if source_job is None or list(source_job.condition.speakers) != list(model.speakers):
+        raise UsageError(f"train.init_from {init_from}: a conditional run with other speakers "
+                         f"({', '.join(source_job.condition.speakers) if source_job else '?'})")
+    tables = load_file(str(folder / CONDITION_FILE))
+    for name, weight in tables.items():
+        target = getattr(model, name, None)
+        if isinstance(target, torch.nn.Embedding) and target.weight.shape == weight.shape:
+            target.weight.copy_(weight)
+
+
 @torch.no_grad()
 def score_units(planner, files, units: list[torch.Tensor], k: int, prefixes, batch_size: int) -> dict:
     """A planner's bits per unit token (the units and each clip's end token) on whole unit sequences; the per-file
@@ -134,6 +180,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         L.seed_everything(t.seed, workers=True, verbose=False)
         model = seqssm.build_model(job.model)
         init_model(model, t.init_from)
+        init_head(model, t.init_from)
         lm = model
         coder = None
         train_clips = AudioFolder(files["train"], d.sample_rate, quantizer)
@@ -157,6 +204,8 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             pad_id = coder.k
         elif cond.by:
             model = ConditionalSampleLM(lm, cond.n_digits, cond.speakers)
+        if cond.by:
+            init_condition_tables(model, t.init_from)
         prefixes = (lambda fs: condition_prefixes(model, fs, cond.by)) if cond.by else (lambda fs: None)
         if stage_name == "planner":
             crops = UnitSequences(clip_units(coder, train_clips, quantizer, job.units.speeds), coder.k)

@@ -201,3 +201,33 @@ def test_planner_speed_perturbation_adds_each_clip_at_each_speed(vocoder, folder
     for normal, fast, f in zip(both[:3], both[3:], files):
         assert len(normal) == coder.frames(sf.info(str(f)).frames)
         assert len(fast) == coder.frames(round(sf.info(str(f)).frames / 2))  # twice as fast: half the samples
+
+
+def test_init_from_a_run_starts_from_all_of_it(vocoder):
+    """train.init_from of an audio job: the backbone (init_model), the output layer and the condition tables (and
+    units) of the source run, so a fine-tuned or continued run starts where the source ended."""
+    from seqssm import build_model
+    from seqssm.domains.audio.conditional import UnitConditionalLM
+    from seqssm.pipelines.audio.infer import load_run
+    from seqssm.pipelines.audio.train import init_condition_tables, init_head
+    from seqssm.pipelines.training import init_model
+
+    run = load_run(vocoder)
+    torch.manual_seed(5)
+    lm = build_model(run.job.model)
+    init_model(lm, str(vocoder))
+    init_head(lm, str(vocoder))
+    model = UnitConditionalLM(lm, run.model.n_digits, run.model.speakers, run.coder.k)
+    with torch.no_grad():
+        model.unit_embed.weight.normal_()
+    init_condition_tables(model, str(vocoder))
+    want = run.model.state_dict()
+    got = model.state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want), [k for k in want if not torch.equal(got[k], want[k])]
+
+
+def test_init_from_refuses_a_run_with_other_speakers(vocoder, folder, tmp_path, capsys):
+    _refused(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out", str(tmp_path / "r"),
+              *_sets(TINY_VOC + [f"train.init_from={vocoder}", "condition.speakers=[ann,bob]"])], capsys,
+             "a conditional run with other speakers (ann, bob, cy)", tmp_path / "r")
