@@ -226,11 +226,11 @@ class UnitConditionalLM(ConditionalSampleLM):
             raise ValueError(f"track: expected (b, n) long unit ids, got {tuple(track.shape)} {track.dtype}")
         if track.numel() and (int(track.min()) < 0 or int(track.max()) > self.n_units):
             raise ValueError(f"track: unit ids must be in 0-{self.n_units}, got {int(track.min())}-{int(track.max())}")
-        self._track = track
+        previous, self._track = self._track, track
         try:
             yield
         finally:
-            self._track = None
+            self._track = previous
 
     def _units(self, track: torch.Tensor, pos: int, l: int) -> torch.Tensor:
         """The unit embeddings (b, l, d) of positions pos … pos + l - 1 ("no unit" past the track's end)."""
@@ -282,4 +282,32 @@ class UnitConditionalLM(ConditionalSampleLM):
         return groups
 
 
-__all__ = ["CondState", "ConditionalSampleLM", "GuidedSampleLM", "PREFIX", "UnitConditionalLM", "UnitState"]
+class GuidedUnitLM(GuidedSampleLM):
+    """Classifier-free guidance on the units of a UnitConditionalLM trained with units.drop_prob > 0: the twin of
+    every row keeps its digit and speaker but hears no unit (the "no unit" row everywhere), so
+
+        log p_w(x_t | ·) = log p(x_t | x_<t, c, no units) + w * (log p(x_t | x_<t, c, units) - log p(x_t | x_<t, c, no units))
+
+    (Ho & Salimans 2022, eq. 6, with the units as the condition) pushes each sample towards what its unit explains.
+    Called inside following(track) as the model itself; the twin rows' track is added here."""
+
+    def following(self, track: torch.Tensor):
+        return self.model.following(track)
+
+    def forward(self, input_ids: torch.Tensor, state: UnitState | None = None, return_state: bool = False):
+        model = self.model
+        if state is None:
+            if model._track is None:
+                raise ValueError("a unit-conditioned model needs its unit track: call it inside following(track)")
+            track = model._track
+            with model.following(torch.cat([track, torch.full_like(track, model.n_units)])):
+                out = model(torch.cat([input_ids, input_ids]), return_state=return_state)
+        else:
+            out = model(torch.cat([input_ids, input_ids]), state=state, return_state=return_state)
+        if isinstance(out, tuple):
+            return self._mix(out[0]), out[1]
+        return self._mix(out)
+
+
+__all__ = ["CondState", "ConditionalSampleLM", "GuidedSampleLM", "GuidedUnitLM", "PREFIX", "UnitConditionalLM",
+           "UnitState"]

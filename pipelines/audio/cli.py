@@ -12,7 +12,7 @@ import torch
 
 from seqssm import GenerateConfig
 from seqssm.domains.audio import list_audio_files, load_audio, parse_fsdd_name, save_wav
-from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
+from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM, GuidedUnitLM, UnitConditionalLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
 from seqssm.pipelines.audio.twostage import plan_track, resynthesis_plans, sample_plans
 from seqssm.pipelines.audio.infer import (classify_digits, condition_log_ratio, condition_prefixes, generate_ids,
@@ -181,8 +181,10 @@ def _planner_of(args: argparse.Namespace, run):
             if getattr(args, flag[2:]):
                 raise UsageError(f"{flag}: the model at {args.model} is not a unit vocoder (units.stage {stage})")
         return None
-    for flag, bad in (("--guidance", args.guidance != 1.0), ("--rank-by condition", args.rank_by == "condition"),
-                      ("--prompt", bool(args.prompt))):
+    if args.guidance != 1.0 and not run.job.units.drop_prob > 0:
+        raise UsageError(f"--guidance: the vocoder at {args.model} was trained without units.drop_prob, so it has no "
+                         "unit-free side to guide from")
+    for flag, bad in (("--rank-by condition", args.rank_by == "condition"), ("--prompt", bool(args.prompt))):
         if bad:
             raise UsageError(f"{flag}: not available for a two-stage model (--plan)")
     if args.resynth:  # the vocoder alone, given the units (and digit and speaker) of real files
@@ -226,7 +228,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise UsageError(f"--guidance {args.guidance}: must be >= 0 (1: no guidance)")
         if not isinstance(run.model, ConditionalSampleLM):
             raise UsageError(f"--guidance: the model at {args.model} is unconditional (its condition.by is [])")
-        sampler = GuidedSampleLM(run.model, args.guidance)
+        guided = GuidedUnitLM if isinstance(run.model, UnitConditionalLM) else GuidedSampleLM
+        sampler = guided(run.model, args.guidance)  # a vocoder: guidance on its units
     if args.threads:
         torch.set_num_threads(args.threads)
     rate, q = run.job.data.sample_rate, run.quantizer

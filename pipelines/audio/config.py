@@ -95,6 +95,7 @@ class UnitsConfig:
     n_fft: int = 512
     n_mels: int = 40
     kmeans_iters: int = 30
+    drop_prob: float = 0.0  # vocoder: a clip's whole track replaced by "no unit" with this probability (for --guidance)
     speeds: List[float] = field(default_factory=lambda: [1.0])  # planner: its training clips' units at each speed
     coder: str = ""  # planner: the vocoder run (or its model/ folder) whose units it learns; vocoder: read, not fitted
 
@@ -105,6 +106,7 @@ class UnitsConfig:
         require(self.hop >= 1, p + "hop", self.hop, "must be >= 1")
         require(self.n_fft >= 2 and self.n_mels >= 1, p + "n_fft", self.n_fft, "n_fft >= 2 and n_mels >= 1 needed")
         require(self.kmeans_iters >= 1, p + "kmeans_iters", self.kmeans_iters, "must be >= 1")
+        require(0 <= self.drop_prob < 1, p + "drop_prob", self.drop_prob, "must be in [0, 1)")
         require(bool(self.speeds) and all(0.5 <= v <= 2 for v in self.speeds), p + "speeds", list(self.speeds),
                 "must list one or more speeds in [0.5, 2]")
 

@@ -51,9 +51,9 @@ ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png
 class AudioTask(L.LightningModule):
     """Next-sample cross-entropy over the real (unpadded) samples; keeps the loss history."""
 
-    def __init__(self, model, train_cfg, drop_prob: float = 0.0):
+    def __init__(self, model, train_cfg, drop_prob: float = 0.0, unit_drop: float = 0.0):
         super().__init__()
-        self.model, self.train_cfg, self.drop_prob = model, train_cfg, drop_prob
+        self.model, self.train_cfg, self.drop_prob, self.unit_drop = model, train_cfg, drop_prob, unit_drop
         self.history: dict[str, list] = {"train": [], "val": []}
         self.val_seconds, self._t0, self._sum, self._count = 0.0, 0.0, 0.0, 0.0
         self.budget = TimeBudget(train_cfg.max_minutes)
@@ -70,8 +70,17 @@ class AudioTask(L.LightningModule):
         drop = torch.rand(cond.shape, device=cond.device) < self.drop_prob
         return torch.where(drop, anyway.expand_as(cond), cond)
 
+    def _track(self, batch):
+        """A vocoder batch's unit track, each row replaced by "no unit" with probability unit_drop (training only),
+        so that the same model also predicts without units: the unconditioned side of unit guidance."""
+        track = batch.get("track")
+        if track is None or not self.unit_drop:
+            return track
+        drop = torch.rand(track.shape[0], 1, device=track.device) < self.unit_drop
+        return torch.where(drop, torch.full_like(track, self.model.n_units), track)
+
     def training_step(self, batch, batch_idx):
-        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], self._condition(batch), batch.get("track"))
+        nll, count = nll_sum(self.model, batch["ids"], batch["mask"], self._condition(batch), self._track(batch))
         loss = nll.sum() / count.sum().clamp_min(1)
         self.history["train"].append([self.global_step + 1, float(loss.detach())])
         self.log("train_bits", loss.detach() / LN2, prog_bar=True, on_step=True, on_epoch=False)
@@ -226,7 +235,8 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
                               num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
                               generator=torch.Generator().manual_seed(t.seed), collate_fn=collate)
         val_dl = DataLoader(val_data, batch_size=d.eval_batch_size, collate_fn=collate)
-        task = AudioTask(model, t, cond.drop_prob if cond.by else 0.0)
+        task = AudioTask(model, t, cond.drop_prob if cond.by else 0.0,
+                         job.units.drop_prob if stage_name == "vocoder" else 0.0)
         trainer = make_trainer(
             accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
             max_epochs=-1, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,

@@ -108,6 +108,32 @@ def test_resynth_says_real_units_with_the_files_digit_and_speaker(vocoder, folde
         assert len(clip["units"]) == frames and sf.info(str(out / clip["file"])).frames == 40 * frames
 
 
+def test_unit_guided_generate_equals_the_parallel_pass(vocoder, planner, tmp_path):
+    out = tmp_path / "guided"
+    assert main(["audio", "generate", "--model", str(vocoder), "--plan", str(planner), "--out", str(out), "--digit",
+                 "1", "--speaker", "bob", "--seconds", "0.1", "--batch", "2", "--guidance", "3", "--check-parallel",
+                 "--no-png", "--temperature", "1"]) == 0
+    report = json.loads((out / "generate.json").read_text())
+    assert report["guidance"] == 3.0 and report["recurrent_vs_parallel_loglik_max_rel_diff"] < 1e-4
+
+
+def test_unit_drop_replaces_whole_tracks_at_its_rate():
+    from seqssm.pipelines.audio.train import AudioTask
+    from seqssm.pipelines.jobconfig import TrainConfig
+
+    class Stub:
+        n_units = 9
+
+    task = AudioTask(Stub(), TrainConfig(), unit_drop=0.3)
+    torch.manual_seed(0)
+    track = torch.randint(0, 9, (2000, 6))
+    got = task._track({"track": track})
+    dropped = (got == 9).all(1)
+    assert torch.equal(got[~dropped], track[~dropped])  # a row is kept whole or dropped whole
+    assert 0.25 < dropped.double().mean() < 0.35
+    assert AudioTask(Stub(), TrainConfig())._track({"track": track}) is track  # no drop: untouched
+
+
 def _refused(argv, capsys, needle, out: Path):
     status = main(argv)
     err = capsys.readouterr().err
@@ -115,7 +141,8 @@ def _refused(argv, capsys, needle, out: Path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["no-plan", "planner-as-model", "plan-for-plain-model", "guidance", "rank-by-condition",
+@pytest.mark.parametrize("case", ["no-plan", "planner-as-model", "plan-for-plain-model", "guidance-without-unit-drop",
+                                  "rank-by-condition",
                                   "plan-temperature-0", "another-coder", "resynth-with-plan", "resynth-with-digit",
                                   "resynth-not-fsdd", "resynth-plain-model"])
 def test_generate_bad_two_stage_options(case, vocoder, planner, folder, tmp_path, capsys):
@@ -125,6 +152,10 @@ def test_generate_bad_two_stage_options(case, vocoder, planner, folder, tmp_path
         plain = tmp_path / "plain"
         assert main(["audio", "train", "--data", str(folder), "--out", str(plain),
                      *_sets([s for s in TINY_VOC if not s.startswith("units.")] + ["condition.by=[digit]"])]) == 0
+        capsys.readouterr()
+    if case == "guidance-without-unit-drop":  # a vocoder of the same coder, trained with units.drop_prob 0
+        assert main(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out",
+                     str(tmp_path / "plain"), *_sets(TINY_VOC + ["units.drop_prob=0", f"units.coder={vocoder}"])]) == 0
         capsys.readouterr()
     other = tmp_path / "other"
     if case == "another-coder":  # the same planner, told it learnt another coder's units
@@ -145,8 +176,8 @@ def test_generate_bad_two_stage_options(case, vocoder, planner, folder, tmp_path
         "planner-as-model": (["--model", str(planner)], "a planner of units; give its vocoder as --model"),
         "plan-for-plain-model": (["--model", str(tmp_path / "plain"), "--plan", str(planner)],
                                  "--plan: the model at"),
-        "guidance": (["--model", str(vocoder), "--plan", str(planner), "--guidance", "2"],
-                     "--guidance: not available for a two-stage model"),
+        "guidance-without-unit-drop": (["--model", str(tmp_path / "plain"), "--plan", str(planner), "--guidance", "2"],
+                                       "was trained without units.drop_prob"),
         "rank-by-condition": (["--model", str(vocoder), "--plan", str(planner), "--keep", "1", "--rank-by",
                                "condition"], "--rank-by condition: not available for a two-stage model"),
         "plan-temperature-0": (["--model", str(vocoder), "--plan", str(planner), "--plan-temperature", "0"],

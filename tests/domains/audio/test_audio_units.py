@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqssm import ModelConfig, build_model
-from seqssm.domains.audio.conditional import ConditionalSampleLM, UnitConditionalLM
+from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedUnitLM, UnitConditionalLM
 from seqssm.domains.audio.units import UnitCoder, UnitSpec, kmeans_pp
 from seqssm.pipelines.audio.infer import generate_ids, nll_sum
 
@@ -139,3 +139,38 @@ def test_vocoder_bad_track(track, needle):
             with model.following(track):
                 model(ids)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("pools", [[], [2, 2]], ids=["flat", "multiscale"])
+@pytest.mark.parametrize("weight", [0.0, 1.0, 3.0], ids=lambda w: f"w{w:g}")
+def test_unit_guidance_is_the_formula_and_recurrent_equals_parallel(pools, weight):
+    model = _vocoder(pools)
+    guided = GuidedUnitLM(model, weight)
+    prefix = torch.stack([model.prefix(2, "ann"), model.prefix(None, "bob")])
+    track = torch.randint(0, 6, (2, 11), generator=torch.Generator().manual_seed(4))
+    with guided.following(track):
+        ids, loglik, _ = generate_ids(guided, 11, 2, None, 1.0, 1.0, 0, 0, progress=False, prefix=prefix)
+    full = torch.cat([torch.zeros(2, 1, dtype=torch.long), ids], dim=1)
+    inputs = torch.cat([prefix, full[:, :-1]], 1)
+    with torch.no_grad():
+        with model.following(track):
+            units = model(inputs).double().log_softmax(-1)
+        with model.following(torch.full_like(track, 6)):  # the same digit and speaker, no unit anywhere
+            free = model(inputs).double().log_softmax(-1)
+        want = (free + weight * (units - free)).log_softmax(-1)
+        with guided.following(track):
+            got = guided(inputs)
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-9)
+        nll, _ = nll_sum(guided, full, torch.ones(full.shape), prefix, torch.cat([track[:, :1], track], 1))
+    assert torch.allclose(-nll.double(), loglik, rtol=1e-9, atol=1e-9)
+    assert model._track is None
+
+
+def test_following_nests_and_restores():
+    model = _vocoder([])
+    a, b = torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long)
+    with model.following(a):
+        with model.following(b):
+            assert model._track is b
+        assert model._track is a
+    assert model._track is None
