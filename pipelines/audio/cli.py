@@ -88,6 +88,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if run.job.units.stage == "planner":
         raise UsageError(f"--model {args.model}: a planner of units (its test bits per unit are in its metrics.json); "
                          "eval scores sample-level models")
+    if args.no_units and not (run.job.units.stage == "vocoder" and run.job.units.drop_prob > 0):
+        raise UsageError(f"--no-units: the model at {args.model} is not a vocoder trained with units.drop_prob")
     if args.classify_digit and run.job.units.stage == "vocoder":
         raise UsageError(f"--classify-digit: the model at {args.model} is given each file's units, which already "
                          "name the digit")
@@ -100,7 +102,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     elif args.condition != "true":
         raise UsageError(f"--condition {args.condition}: the model at {args.model} is unconditional")
     res = score_files(run.model, files, run.job.data.sample_rate, run.quantizer, args.batch_size or
-                      run.job.data.eval_batch_size, prefixes=prefixes, coder=run.coder)
+                      run.job.data.eval_batch_size, prefixes=prefixes, coder=run.coder, no_units=args.no_units)
     width = max(len(Path(r["file"]).name) for r in res["per_file"])
     if args.per_file:
         for r in res["per_file"]:
@@ -387,6 +389,9 @@ def register(subparsers) -> None:
     ev.add_argument("--classify-digit", action="store_true",
                     help="conditional models: name each FSDD file's digit by the model itself (the d with the "
                          "highest log p(x | d)) and report the accuracy and confusion; --out writes it as JSON")
+    ev.add_argument("--no-units", action="store_true",
+                    help="unit vocoders trained with units.drop_prob: score without the files' units (what they are "
+                         "worth: the difference from the default)")
     ev.add_argument("--out", help="write the per-file table to this TSV (with --classify-digit: the result JSON)")
     ev.set_defaults(func=_cmd_eval)
 

@@ -152,17 +152,18 @@ def condition_log_ratio(model, ids: torch.Tensor, prefix: torch.Tensor,
 
 @torch.no_grad()
 def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True,
-                prefixes: list[torch.Tensor] | None = None, coder=None) -> dict:
+                prefixes: list[torch.Tensor] | None = None, coder=None, no_units: bool = False) -> dict:
     """Bits per sample of every file and of all of them together (total NLL / total samples); a conditional model
     scores each file under its own prefix (its digit and speaker: p(x | digit, speaker)); a unit vocoder (coder
-    given) under the file's own units as well (p(x | units, digit, speaker))."""
+    given) under the file's own units as well (p(x | units, digit, speaker)), or under none (no_units: the "no
+    unit" id everywhere, p(x | digit, speaker) of a vocoder trained with units.drop_prob)."""
     clips = AudioFolder(files, sample_rate, quantizer)
     if coder is None:
         data = WholeClips(WithStart(clips, quantizer.zero_id))
     else:
         from seqssm.pipelines.audio.twostage import Tracked, WholeTracked
 
-        data = WholeTracked(Tracked(clips, coder, quantizer, quantizer.zero_id))
+        data = WholeTracked(Tracked(clips, coder, quantizer, quantizer.zero_id), coder.k if no_units else None)
     if prefixes is not None:
         data = WithCondition(data, prefixes)
     order = sorted(range(len(data)), key=lambda i: len(clips[i]))  # similar lengths together: little padding

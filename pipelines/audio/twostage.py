@@ -85,15 +85,16 @@ class SplitTrack(Dataset):
 class WholeTracked(Dataset):
     """Whole clips of a Tracked dataset, for scoring: {"ids": (l + 1,), "mask", "track": (l + 1,)}."""
 
-    def __init__(self, tracked: Tracked):
-        self.tracked = tracked
+    def __init__(self, tracked: Tracked, no_unit: int | None = None):
+        self.tracked, self.no_unit = tracked, no_unit  # no_unit: every position gets this id instead (no units)
 
     def __len__(self) -> int:
         return len(self.tracked)
 
     def __getitem__(self, i: int) -> dict:
         both = self.tracked[i]
-        return {"ids": both[:, 0], "mask": torch.ones(len(both)), "track": both[:, 1]}
+        track = both[:, 1] if self.no_unit is None else torch.full_like(both[:, 1], self.no_unit)
+        return {"ids": both[:, 0], "mask": torch.ones(len(both)), "track": track}
 
 
 class UnitSequences(Dataset):

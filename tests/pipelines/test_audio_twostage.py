@@ -5,6 +5,7 @@ clips as long as their plans), `audio eval` of the vocoder, and the one-line err
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -73,6 +74,21 @@ def test_eval_of_the_vocoder_is_its_test_score_given_the_true_units(vocoder, fol
     got = float(capsys.readouterr().out.split(": ")[1].split()[0])
     want = json.loads((vocoder / "metrics.json").read_text())["test_bits_per_sample"]
     assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_eval_without_units_scores_the_no_unit_track(vocoder, folder, capsys):
+    from seqssm.pipelines.audio.infer import load_run, nll_sum
+
+    f = folder / "1_cy_2.wav"
+    assert main(["audio", "eval", "--model", str(vocoder), "--data", str(f), "--no-units"]) == 0
+    got = float(capsys.readouterr().out.split(": ")[1].split()[0])
+    run = load_run(vocoder)
+    ids = run.quantizer.encode(torch.from_numpy(sf.read(str(f), dtype="float32")[0]))
+    full = torch.cat([torch.tensor([run.quantizer.zero_id]), ids])[None]
+    with torch.no_grad():
+        nll, count = nll_sum(run.model, full, torch.ones(full.shape), run.model.prefix(1, "cy")[None],
+                             torch.full_like(full, run.coder.k))
+    assert got == pytest.approx(float(nll / count) / math.log(2), abs=1e-4)
 
 
 def test_generate_plans_then_vocodes_and_equals_the_parallel_pass(vocoder, planner, tmp_path):
@@ -262,3 +278,13 @@ def test_init_from_refuses_a_run_with_other_speakers(vocoder, folder, tmp_path, 
     _refused(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out", str(tmp_path / "r"),
               *_sets(TINY_VOC + [f"train.init_from={vocoder}", "condition.speakers=[ann,bob]"])], capsys,
              "a conditional run with other speakers (ann, bob, cy)", tmp_path / "r")
+
+
+def test_eval_without_units_needs_a_vocoder_trained_with_unit_drop(vocoder, folder, tmp_path, capsys):
+    run = tmp_path / "nodrop"
+    assert main(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out", str(run),
+                 *_sets(TINY_VOC + ["units.drop_prob=0", f"units.coder={vocoder}"])]) == 0
+    capsys.readouterr()
+    status = main(["audio", "eval", "--model", str(run), "--data", str(folder / "1_cy_2.wav"), "--no-units"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--no-units: the model at" in err and err.count("\n") == 1
