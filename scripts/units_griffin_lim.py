@@ -18,8 +18,8 @@ import torch
 import torchaudio
 
 from seqssm.domains.audio import AudioFolder, list_audio_files, parse_fsdd_name, save_wav
-from seqssm.pipelines.audio.infer import load_run
-from seqssm.pipelines.audio.twostage import clip_units, read_coder, sample_plans
+from seqssm.pipelines.audio.infer import load_run, sample_plans
+from seqssm.pipelines.audio.twostage import clip_units, read_coder
 
 
 def units_to_wave(coder, units: torch.Tensor) -> torch.Tensor:

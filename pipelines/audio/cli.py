@@ -14,9 +14,9 @@ from seqssm import GenerateConfig
 from seqssm.domains.audio import list_audio_files, load_audio, parse_fsdd_name, save_wav
 from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM, GuidedUnitLM, UnitConditionalLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
-from seqssm.pipelines.audio.twostage import plan_track, resynthesis_plans, sample_plans
+from seqssm.pipelines.audio.twostage import plan_track, resynthesis_plans
 from seqssm.pipelines.audio.infer import (classify_digits, condition_log_ratio, condition_prefixes, generate_ids,
-                                          load_run, nll_sum, plot_clip, score_files, write_table)
+                                          load_run, nll_sum, sample_plans, plot_clip, score_files, write_table)
 from seqssm.pipelines.jobconfig import UsageError, add_train_parser, print_resolved
 from seqssm.pipelines.rundir import atomic_write_json
 from seqssm.pipelines.training import LN2

@@ -25,6 +25,7 @@ from seqssm.atomic import atomic_open
 from seqssm.domains.audio import AudioFolder, WholeClips, build_quantizer, pad_collate, parse_fsdd_name
 from seqssm.domains.audio.conditional import ConditionalSampleLM, UnitConditionalLM
 from seqssm.pipelines.audio.config import AudioJobConfig
+from seqssm.pipelines.audio.twostage import Tracked, WholeTracked, read_coder
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.training import LN2
 from seqssm.pipelines.rundir import save_figure
@@ -161,8 +162,6 @@ def score_files(model, files, sample_rate: int, quantizer, batch_size: int, prog
     if coder is None:
         data = WholeClips(WithStart(clips, quantizer.zero_id))
     else:
-        from seqssm.pipelines.audio.twostage import Tracked, WholeTracked
-
         data = WholeTracked(Tracked(clips, coder, quantizer, quantizer.zero_id), coder.k if no_units else None)
     if prefixes is not None:
         data = WithCondition(data, prefixes)
@@ -216,8 +215,6 @@ def load_run(path) -> AudioRun:
 
         coder = None
         if job.units.stage != "none":
-            from seqssm.pipelines.audio.twostage import read_coder
-
             coder = read_coder(model_dir, "--model")
         if job.units.stage == "vocoder":
             model = UnitConditionalLM(model, job.condition.n_digits, job.condition.speakers, coder.k)
@@ -280,6 +277,26 @@ def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None,
                          on_step=on_step)
     bar.close()
     return out[:, context.shape[1]:].cpu(), loglik, times
+
+
+@torch.no_grad()
+def sample_plans(planner, coder, prefix: torch.Tensor, max_frames: int, temperature: float,
+                 seed: int) -> list[torch.Tensor]:
+    """Unit ids (f_i,) per row of prefix (b, 2), sampled from the planner until its end token or max_frames
+    (at least one frame each: a row whose first token is the end gets the first non-end unit it was most likely
+    to say, so no clip is empty)."""
+    k = coder.k
+    ids, _, _ = generate_ids(planner, max_frames, len(prefix), None, temperature, 1.0, seed, k, progress=False,
+                             prefix=prefix)
+    plans = []
+    for row in ids:
+        ends = (row == k).nonzero()
+        plans.append(row[: int(ends[0]) if len(ends) else len(row)])
+    for i, plan in enumerate(plans):
+        if len(plan) == 0:
+            logits = planner(torch.cat([prefix[i:i + 1], torch.tensor([[k]])], 1))[0, -1, :k]
+            plans[i] = logits.argmax()[None]
+    return plans
 
 
 def plot_clip(wave: np.ndarray, sample_rate: int, path, title: str) -> None:

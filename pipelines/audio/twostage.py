@@ -7,7 +7,8 @@ Stage "vocoder": every training clip's units come from the run's coder (fitted o
 one unit per sample (the track); crops of samples and track are cut together. Stage "planner": each clip is the
 sequence [end, u_0, …, u_{f-1}, end] of its units (token k is both the start and the end), read after the prefix
 tokens [digit, speaker] of a ConditionalSampleLM. Generation: the planner samples units until its end token (or
-the length asked for), the track is spread from them, and the vocoder samples every sample given its unit.
+the length asked for; `sample_plans` in infer.py, beside the sampling loop), the track is spread from them, and
+the vocoder samples every sample given its unit.
 """
 
 from __future__ import annotations
@@ -122,28 +123,6 @@ def read_coder(path, what: str) -> UnitCoder:
     raise UsageError(f"{what} {path}: no {UNITS_FILE} there (not a run of units.stage vocoder or planner)")
 
 
-@torch.no_grad()
-def sample_plans(planner, coder: UnitCoder, prefix: torch.Tensor, max_frames: int, temperature: float,
-                 seed: int) -> list[torch.Tensor]:
-    """Unit ids (f_i,) per row of prefix (b, 2), sampled from the planner until its end token or max_frames
-    (at least one frame each: a row whose first token is the end gets the first non-end unit it was most likely
-    to say, so no clip is empty)."""
-    from seqssm.pipelines.audio.infer import generate_ids
-
-    k = coder.k
-    ids, _, _ = generate_ids(planner, max_frames, len(prefix), None, temperature, 1.0, seed, k, progress=False,
-                             prefix=prefix)
-    plans = []
-    for row in ids:
-        ends = (row == k).nonzero()
-        plans.append(row[: int(ends[0]) if len(ends) else len(row)])
-    for i, plan in enumerate(plans):
-        if len(plan) == 0:
-            logits = planner(torch.cat([prefix[i:i + 1], torch.tensor([[k]])], 1))[0, -1, :k]
-            plans[i] = logits.argmax()[None]
-    return plans
-
-
 def plan_track(coder: UnitCoder, plans: list[torch.Tensor], n_units: int) -> tuple[torch.Tensor, list[int]]:
     """Plans -> (track (b, n) of the longest plan's samples, padded with the "no unit" id n_units; each row's
     length in samples)."""
@@ -176,4 +155,4 @@ def resynthesis_plans(run, files) -> tuple[list[torch.Tensor], list[tuple[int, s
 
 
 __all__ = ["SplitTrack", "Tracked", "UNITS_FILE", "UnitSequences", "WholeTracked", "clip_units", "fit_coder",
-           "plan_track", "read_coder", "resynthesis_plans", "sample_plans"]
+           "plan_track", "read_coder", "resynthesis_plans"]
