@@ -19,6 +19,9 @@ same model samples unconditionally ([any, any]), by digit only or by speaker onl
 training recipe of Ho & Salimans 2022). `GuidedSampleLM` adds the guidance at sampling time: the conditioned and the
 [any, any] streams run side by side in one batch, and each step's log-probabilities are extrapolated from the
 unconditioned towards the conditioned ones.
+
+`UnitConditionalLM` is the vocoder of the two-stage model (seqssm.domains.audio.units): the same class embedding,
+plus the embedding of every sample's acoustic unit (local conditioning); `GuidedUnitLM` guides it towards its units.
 """
 
 from __future__ import annotations
@@ -248,7 +251,8 @@ class UnitConditionalLM(ConditionalSampleLM):
                 raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
             if len(self._track) != len(input_ids):
                 raise ValueError(f"track: {len(self._track)} rows for {len(input_ids)} rows of input_ids")
-            cond, ids, inner, track, pos = self.offset(input_ids[:, :PREFIX]), input_ids[:, PREFIX:], None, self._track, 0
+            cond, ids, inner = self.offset(input_ids[:, :PREFIX]), input_ids[:, PREFIX:], None
+            track, pos = self._track, 0
         else:
             cond, ids, inner, track, pos = state.offset, input_ids, state.inner, state.track, state.pos
         with self._conditioned(cond[:, None, :] + self._units(track, pos, ids.shape[1])):
@@ -286,7 +290,9 @@ class GuidedUnitLM(GuidedSampleLM):
     """Classifier-free guidance on the units of a UnitConditionalLM trained with units.drop_prob > 0: the twin of
     every row keeps its digit and speaker but hears no unit (the "no unit" row everywhere), so
 
-        log p_w(x_t | ·) = log p(x_t | x_<t, c, no units) + w * (log p(x_t | x_<t, c, units) - log p(x_t | x_<t, c, no units))
+        log p_w(x_t | ·) = log p(x_t | ·, c, no units) + w * (log p(x_t | ·, c, units) - log p(x_t | ·, c, no units))
+
+    (· is x_<t)
 
     (Ho & Salimans 2022, eq. 6, with the units as the condition) pushes each sample towards what its unit explains.
     Called inside following(track) as the model itself; the twin rows' track is added here."""

@@ -42,6 +42,11 @@ def one_line_error(main, argv, capsys, *needles) -> str:
     return err
 
 
+def as_sets(pairs) -> list[str]:
+    """["k=v", …] -> ["--set", "k=v", …] for a command line."""
+    return [x for kv in pairs for x in ("--set", kv)]
+
+
 FSDD_SPEAKERS = ("ann", "bob", "cy")
 FSDD_FREQ = {0: 220.0, 1: 660.0}  # digit 0 is a low tone, digit 1 a high one: a classifier can tell them apart
 

@@ -17,7 +17,7 @@ from seqssm.pipelines.audio.classifier import load_classifier
 from seqssm.pipelines.audio.infer import condition_log_ratio, generate_ids, load_run, nll_sum, score_files
 from seqssm.pipelines.cli import main
 
-from pipeline_helpers import FSDD_SPEAKERS, fsdd_tone, write_fsdd_like
+from pipeline_helpers import FSDD_SPEAKERS, as_sets, fsdd_tone, write_fsdd_like
 
 SPEAKERS = FSDD_SPEAKERS
 TINY_CLF = ["model.clip_samples=1024", "model.n_fft=64", "model.hop=32", "model.n_mels=8", "model.channels=[4]",
@@ -29,10 +29,6 @@ TINY_LM = ["model.d_model=8", "model.n_layer=1", "model.ssm.d_state=4", "model.m
            "data.val_fraction=0.1"]
 
 
-def _sets(pairs):
-    return [x for kv in pairs for x in ("--set", kv)]
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     return write_fsdd_like(tmp_path_factory.mktemp("fsdd"))
@@ -41,14 +37,15 @@ def folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def classifier(folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clf") / "run"
-    assert main(["audio", "classifier", "--data", str(folder), "--out", str(out), *_sets(TINY_CLF)]) == 0
+    assert main(["audio", "classifier", "--data", str(folder), "--out", str(out), *as_sets(TINY_CLF)]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def cond_run(folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cond") / "run"
-    args = ["audio", "train", "--data", str(folder), "--out", str(out), *_sets(TINY_LM + ["condition.by=[digit,speaker]"])]
+    args = ["audio", "train", "--data", str(folder), "--out", str(out),
+            *as_sets(TINY_LM + ["condition.by=[digit,speaker]"])]
     assert main(args) == 0
     return out
 
@@ -235,7 +232,7 @@ def test_conditional_model_recurrent_equals_parallel_and_the_condition_matters(p
 @pytest.mark.parametrize("args", [["--digit", "7"], ["--guidance", "2"]], ids=["digit", "guidance"])
 def test_unconditional_model_refuses_a_condition(tmp_path, folder, capsys, args):
     out = tmp_path / "run"
-    assert main(["audio", "train", "--data", str(folder), "--out", str(out), *_sets(TINY_LM)]) == 0
+    assert main(["audio", "train", "--data", str(folder), "--out", str(out), *as_sets(TINY_LM)]) == 0
     status = main(["audio", "generate", "--model", str(out), "--out", str(tmp_path / "g"), *args])
     err = capsys.readouterr().err
     assert status == 2 and "is unconditional" in err and err.count("\n") == 1

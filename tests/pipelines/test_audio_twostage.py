@@ -16,7 +16,7 @@ import torch
 from seqssm.domains.audio.units import UnitCoder
 from seqssm.pipelines.cli import main
 
-from pipeline_helpers import write_fsdd_like
+from pipeline_helpers import as_sets, write_fsdd_like
 
 UNITS = ["units.k=4", "units.hop=40", "units.n_fft=128", "units.n_mels=8", "units.kmeans_iters=5"]
 TINY_VOC = ["model.d_model=8", "model.n_layer=1", "model.ssm.d_state=4", "model.multiscale.pool_factors=[2,2]",
@@ -28,10 +28,6 @@ TINY_PLAN = ["model.d_model=8", "model.n_layer=1", "model.ssm.d_state=4", "model
              "train.progress_bar=false", "train.threads=1", "train.max_minutes=0", "data.val_fraction=0.1"]
 
 
-def _sets(pairs):
-    return [x for kv in pairs for x in ("--set", kv)]
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     return write_fsdd_like(tmp_path_factory.mktemp("fsdd"))
@@ -41,7 +37,7 @@ def folder(tmp_path_factory) -> Path:
 def vocoder(folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("voc") / "run"
     assert main(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out", str(out),
-                 *_sets(TINY_VOC)]) == 0
+                 *as_sets(TINY_VOC)]) == 0
     return out
 
 
@@ -49,7 +45,7 @@ def vocoder(folder, tmp_path_factory) -> Path:
 def planner(folder, vocoder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("plan") / "run"
     assert main(["audio", "train", "--config", "audio_fsdd_plan", "--data", str(folder), "--out", str(out),
-                 *_sets(TINY_PLAN + [f"units.coder={vocoder}"])]) == 0
+                 *as_sets(TINY_PLAN + [f"units.coder={vocoder}"])]) == 0
     return out
 
 
@@ -167,11 +163,12 @@ def test_generate_bad_two_stage_options(case, vocoder, planner, folder, tmp_path
     if case in ("plan-for-plain-model", "resynth-plain-model"):
         plain = tmp_path / "plain"
         assert main(["audio", "train", "--data", str(folder), "--out", str(plain),
-                     *_sets([s for s in TINY_VOC if not s.startswith("units.")] + ["condition.by=[digit]"])]) == 0
+                     *as_sets([s for s in TINY_VOC if not s.startswith("units.")] + ["condition.by=[digit]"])]) == 0
         capsys.readouterr()
     if case == "guidance-without-unit-drop":  # a vocoder of the same coder, trained with units.drop_prob 0
         assert main(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out",
-                     str(tmp_path / "plain"), *_sets(TINY_VOC + ["units.drop_prob=0", f"units.coder={vocoder}"])]) == 0
+                     str(tmp_path / "plain"),
+                     *as_sets(TINY_VOC + ["units.drop_prob=0", f"units.coder={vocoder}"])]) == 0
         capsys.readouterr()
     other = tmp_path / "other"
     if case == "another-coder":  # the same planner, told it learnt another coder's units
@@ -213,7 +210,7 @@ def test_train_bad_two_stage_jobs(case, vocoder, folder, tmp_path, capsys):
         "not-a-units-run": ("audio_fsdd_plan", TINY_PLAN + [f"units.coder={folder}"], "no units.safetensors there"),
         "unconditional": ("audio_fsdd_units", TINY_VOC + ["condition.by=[]"], "needs condition.by"),
     }[case]
-    _refused(["audio", "train", "--config", config, "--data", str(folder), "--out", str(out), *_sets(sets)], capsys,
+    _refused(["audio", "train", "--config", config, "--data", str(folder), "--out", str(out), *as_sets(sets)], capsys,
              needle, out)
 
 
@@ -276,14 +273,14 @@ def test_init_from_a_run_starts_from_all_of_it(vocoder):
 
 def test_init_from_refuses_a_run_with_other_speakers(vocoder, folder, tmp_path, capsys):
     _refused(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out", str(tmp_path / "r"),
-              *_sets(TINY_VOC + [f"train.init_from={vocoder}", "condition.speakers=[ann,bob]"])], capsys,
+              *as_sets(TINY_VOC + [f"train.init_from={vocoder}", "condition.speakers=[ann,bob]"])], capsys,
              "a conditional run with other speakers (ann, bob, cy)", tmp_path / "r")
 
 
 def test_eval_without_units_needs_a_vocoder_trained_with_unit_drop(vocoder, folder, tmp_path, capsys):
     run = tmp_path / "nodrop"
     assert main(["audio", "train", "--config", "audio_fsdd_units", "--data", str(folder), "--out", str(run),
-                 *_sets(TINY_VOC + ["units.drop_prob=0", f"units.coder={vocoder}"])]) == 0
+                 *as_sets(TINY_VOC + ["units.drop_prob=0", f"units.coder={vocoder}"])]) == 0
     capsys.readouterr()
     status = main(["audio", "eval", "--model", str(run), "--data", str(folder / "1_cy_2.wav"), "--no-units"])
     err = capsys.readouterr().err
