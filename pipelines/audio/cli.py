@@ -73,6 +73,13 @@ def _cmd_ngram(args: argparse.Namespace) -> int:
     return 0
 
 
+# Default temperatures, by the metrics of docs/audio.md: sample-level models, of 1, 0.9, 0.7, 0.5, 0.3 and top-p 0.9,
+# scored best on FID, IS and mIS at 0.5 ("Sampling choices"); the unit vocoder, given real units, named the asked
+# digit most often at 0.8 and is stuck on constant levels below 0.7 ("Two stages")
+SAMPLE_TEMPERATURE = 0.5
+VOCODER_TEMPERATURE = 0.8
+
+
 def _files_of(arg: str) -> list[Path]:
     p = Path(arg)
     if p.is_dir():
@@ -218,8 +225,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--keep {args.keep}: must be at most --batch {args.batch}")
     if args.rank_by != "likelihood" and not (args.rank or args.keep):
         raise UsageError(f"--rank-by {args.rank_by}: ranks only with --rank or --keep")
-    GenerateConfig(temperature=args.temperature, top_p=args.top_p, seed=args.seed).validate(as_options=True)
     run = load_run(args.model)
+    if args.temperature is None:  # the default is picked by the sample-quality metrics, per kind of model
+        args.temperature = VOCODER_TEMPERATURE if run.job.units.stage == "vocoder" else SAMPLE_TEMPERATURE
+    GenerateConfig(temperature=args.temperature, top_p=args.top_p, seed=args.seed).validate(as_options=True)
     planner = _planner_of(args, run)
     conditions = _conditions(args, run)
     if args.resynth:
@@ -401,12 +410,10 @@ def register(subparsers) -> None:
     ge.add_argument("--seconds", type=float, default=1.0)
     ge.add_argument("--batch", type=int, default=1, help="clips per condition, all sampled together")
     ge.add_argument("--prompt", help="an audio file to continue (default: unconditional)")
-    # 0.5: of temperatures 1, 0.9, 0.7, 0.5, 0.3 and top-p 0.9, it scored best on FID, IS and mIS, conditional and
-    # unconditional, AM within 0.3's interval (docs/audio.md, "Sampling choices"); the log-likelihoods reported
-    # stay those at temperature 1
-    ge.add_argument("--temperature", type=float, default=0.5,
-                    help="sampling temperature (default 0.5, chosen by the sample-quality metrics; 1: the model's own "
-                         "distribution)")
+    # the log-likelihoods reported stay those at temperature 1
+    ge.add_argument("--temperature", type=float, default=None,
+                    help=f"sampling temperature (default {SAMPLE_TEMPERATURE}, {VOCODER_TEMPERATURE} for a unit "
+                         "vocoder, chosen by the sample-quality metrics; 1: the model's own distribution)")
     ge.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default 1: none)")
     ge.add_argument("--guidance", type=float, default=1.0,
                     help="conditional models: classifier-free guidance weight w (Ho & Salimans 2022): each step's "

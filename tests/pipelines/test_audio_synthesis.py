@@ -130,6 +130,7 @@ def test_conditional_generate_equals_parallel_and_names_the_condition(cond_run, 
                  "bob,cy", "--seconds", "0.02", "--batch", "2", "--check-parallel", "--no-png"]) == 0
     report = json.loads((out / "generate.json").read_text())
     assert report["batch"] == 4 and report["recurrent_vs_parallel_loglik_max_rel_diff"] < 1e-4
+    assert report["temperature"] == 0.5  # the sample-level default
     assert sorted(p.name for p in out.glob("*.wav")) == ["1_bob_00.wav", "1_bob_01.wav", "1_cy_00.wav", "1_cy_01.wav"]
     m = json.loads((cond_run / "metrics.json").read_text())
     assert m["condition"]["speakers"] == list(SPEAKERS)

@@ -285,3 +285,10 @@ def test_eval_without_units_needs_a_vocoder_trained_with_unit_drop(vocoder, fold
     status = main(["audio", "eval", "--model", str(run), "--data", str(folder / "1_cy_2.wav"), "--no-units"])
     err = capsys.readouterr().err
     assert status == 2 and "--no-units: the model at" in err and err.count("\n") == 1
+
+
+def test_default_temperature_is_the_vocoders_own(vocoder, planner, tmp_path):
+    out = tmp_path / "default"
+    assert main(["audio", "generate", "--model", str(vocoder), "--plan", str(planner), "--out", str(out), "--digit",
+                 "0", "--speaker", "ann", "--seconds", "0.05", "--no-png"]) == 0
+    assert json.loads((out / "generate.json").read_text())["temperature"] == 0.8
