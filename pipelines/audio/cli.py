@@ -313,7 +313,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             bits = float(-loglik[i] / lengths[i] / LN2)
             save_wav(out / f"{name}.wav", wave, rate)
             if not args.no_png:
-                plot_clip(wave, rate, out / f"{name}.png", f"{name}: {args.seconds:g} s at {rate} Hz, "
+                plot_clip(wave, rate, out / f"{name}.png", f"{name}: {lengths[i] / rate:g} s at {rate} Hz, "
                           f"{bits:.3f} bits per sample under the model")
             row = {"file": f"{name}.wav", "bits_per_sample": bits, "digit": digit, "speaker": speaker}
             if args.rank_by == "condition":

@@ -10,8 +10,13 @@ LightningModule only wraps it. AdamW (no decay on A_log, D, norms, biases), line
 Validation files come out of the training files; the test files (and held-out speakers) are scored once at the
 end, whole, in bits per sample, with the convention (quantiser, rate, split) stated beside the number.
 
-Run folder (`--out`): model/ (save_pretrained + quantizer.json), config.yaml, metrics.json, history.json,
-curves.png, test.tsv (per-file bits), logs/. Written in a staging folder and moved into place at the end.
+The two-stage model (units.stage; seqssm.pipelines.audio.twostage): "vocoder" fits (or reads, units.coder) the
+acoustic units and trains the same model given every sample's unit, crops of samples and units cut together;
+"planner" trains a model over the unit sequences of a vocoder's coder, scored in bits per unit.
+
+Run folder (`--out`): model/ (save_pretrained + quantizer.json, and condition.safetensors / units.safetensors for
+conditional and two-stage runs), config.yaml, metrics.json, history.json, curves.png, test.tsv (per-file bits),
+logs/. Written in a staging folder and moved into place at the end.
 """
 
 from __future__ import annotations
