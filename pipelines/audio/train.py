@@ -218,6 +218,9 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
             pad_id = coder.k
         elif cond.by:
             model = ConditionalSampleLM(lm, cond.n_digits, cond.speakers)
+        if coder is not None and coder.spec.sample_rate != d.sample_rate:
+            raise UsageError(f"units.coder {job.units.coder}: its units are of {coder.spec.sample_rate} Hz audio, "
+                             f"data.sample_rate is {d.sample_rate}")
         if cond.by:
             init_condition_tables(model, t.init_from)
         prefixes = (lambda fs: condition_prefixes(model, fs, cond.by)) if cond.by else (lambda fs: None)

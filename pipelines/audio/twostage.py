@@ -28,7 +28,10 @@ def fit_coder(clips, quantizer, units_cfg, seed: int) -> UnitCoder:
     """k-means units over the frames of the training clips, as the models see them (quantised and decoded)."""
     spec = UnitSpec(sample_rate=clips.sample_rate, hop=units_cfg.hop, n_fft=units_cfg.n_fft, n_mels=units_cfg.n_mels)
     waves = [quantizer.decode(clips[i]).float() for i in range(len(clips))]
-    return UnitCoder.fit(waves, units_cfg.k, spec, units_cfg.kmeans_iters, seed)
+    try:
+        return UnitCoder.fit(waves, units_cfg.k, spec, units_cfg.kmeans_iters, seed)
+    except ValueError as err:  # more units than frames: the job's k, said in one line
+        raise UsageError(str(err)) from None
 
 
 def clip_units(coder: UnitCoder, clips, quantizer, speeds=(1.0,)) -> list[torch.Tensor]:
@@ -119,7 +122,11 @@ def read_coder(path, what: str) -> UnitCoder:
     folder = Path(path)
     for candidate in (folder / "model" / UNITS_FILE, folder / UNITS_FILE):
         if candidate.is_file():
-            return UnitCoder.load(candidate)
+            try:
+                return UnitCoder.load(candidate)
+            except Exception as err:  # safetensors raises its own types for a damaged file; a key may be missing
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise UsageError(f"{what} {path}: {candidate.name} is not a unit coder ({reason})") from None
     raise UsageError(f"{what} {path}: no {UNITS_FILE} there (not a run of units.stage vocoder or planner)")
 
 

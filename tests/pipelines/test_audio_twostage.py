@@ -200,10 +200,18 @@ def test_generate_bad_two_stage_options(case, vocoder, planner, folder, tmp_path
     _refused(base + argv, capsys, needle, out)
 
 
-@pytest.mark.parametrize("case", ["vocab", "no-coder", "not-a-units-run", "unconditional"])
+@pytest.mark.parametrize("case", ["vocab", "no-coder", "not-a-units-run", "unconditional", "more-units-than-frames",
+                                  "damaged-coder", "other-rate"])
 def test_train_bad_two_stage_jobs(case, vocoder, folder, tmp_path, capsys):
     out = tmp_path / "run"
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "units.safetensors").write_bytes(b"not a safetensors file")
     config, sets, needle = {
+        "more-units-than-frames": ("audio_fsdd_units", TINY_VOC + ["units.k=100000"], "units.k 100000: more units"),
+        "damaged-coder": ("audio_fsdd_plan", TINY_PLAN + [f"units.coder={damaged}"], "is not a unit coder"),
+        "other-rate": ("audio_fsdd_plan", TINY_PLAN + [f"units.coder={vocoder}", "data.sample_rate=16000"],
+                       "its units are of 8000 Hz audio, data.sample_rate is 16000"),
         "vocab": ("audio_fsdd_plan", TINY_PLAN + ["model.vocab_size=9", f"units.coder={vocoder}"],
                   "model.vocab_size 9: the planner of"),
         "no-coder": ("audio_fsdd_plan", TINY_PLAN, "units.coder"),
