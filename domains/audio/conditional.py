@@ -39,6 +39,12 @@ from seqssm.state import ModelState
 PREFIX = 2  # digit token, speaker token
 
 
+def _check_prefixed(input_ids: torch.Tensor) -> None:
+    """A pass without a state reads the prefix first: input_ids (b, 2 + l), l >= 1."""
+    if input_ids.dim() != 2 or input_ids.shape[1] < PREFIX + 1:
+        raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
+
+
 @dataclass
 class CondState:
     """The inner model's recurrent state and the condition vector (b, d) that every step adds."""
@@ -114,8 +120,7 @@ class ConditionalSampleLM(GenerationMixin, nn.Module):
         (position i predicts input_ids[:, 2 + i + 1]). With a CondState (a stream going on): input_ids (b, l) are
         samples only. Returns (logits, CondState) when return_state."""
         if state is None:
-            if input_ids.dim() != 2 or input_ids.shape[1] < PREFIX + 1:
-                raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
+            _check_prefixed(input_ids)
             offset, ids, inner = self.offset(input_ids[:, :PREFIX]), input_ids[:, PREFIX:], None
         else:
             offset, ids, inner = state.offset, input_ids, state.inner
@@ -181,8 +186,7 @@ class GuidedSampleLM(GenerationMixin, nn.Module):
     def forward(self, input_ids: torch.Tensor, state: CondState | None = None, return_state: bool = False):
         """As ConditionalSampleLM.forward; the [any, any] twin of every row is added here."""
         if state is None:
-            if input_ids.dim() != 2 or input_ids.shape[1] < PREFIX + 1:
-                raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
+            _check_prefixed(input_ids)
             free = self.model.prefix(None, None).to(input_ids).expand(input_ids.shape[0], PREFIX)
             both = torch.cat([input_ids, torch.cat([free, input_ids[:, PREFIX:]], dim=1)], dim=0)
         else:
@@ -247,8 +251,7 @@ class UnitConditionalLM(ConditionalSampleLM):
         if state is None:
             if self._track is None:
                 raise ValueError("a unit-conditioned model needs its unit track: call it inside following(track)")
-            if input_ids.dim() != 2 or input_ids.shape[1] < PREFIX + 1:
-                raise ValueError(f"input_ids: expected (b, 2 + l) with l >= 1, got {tuple(input_ids.shape)}")
+            _check_prefixed(input_ids)
             if len(self._track) != len(input_ids):
                 raise ValueError(f"track: {len(self._track)} rows for {len(input_ids)} rows of input_ids")
             cond, ids, inner = self.offset(input_ids[:, :PREFIX]), input_ids[:, PREFIX:], None
