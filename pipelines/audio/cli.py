@@ -80,12 +80,12 @@ SAMPLE_TEMPERATURE = 0.5
 VOCODER_TEMPERATURE = 0.8
 
 
-def _files_of(arg: str) -> list[Path]:
+def _files_of(arg: str, flag: str = "--data") -> list[Path]:
     p = Path(arg)
     if p.is_dir():
         return list_audio_files(p)
     if not p.exists():
-        raise UsageError(f"--data {arg}: no such file or folder")
+        raise UsageError(f"{flag} {arg}: no such file or folder")
     return [p]
 
 
@@ -206,7 +206,7 @@ def _planner_of(args: argparse.Namespace, run):
                          "(or --resynth FILES)")
     if not args.plan_temperature > 0:
         raise UsageError(f"--plan-temperature {args.plan_temperature}: must be > 0")
-    plan = load_run(args.plan)
+    plan = load_run(args.plan, "--plan")
     if plan.job.units.stage != "planner":
         raise UsageError(f"--plan {args.plan}: not a planner run (units.stage {plan.job.units.stage})")
     if not plan.coder.same_as(run.coder):
@@ -232,7 +232,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     planner = _planner_of(args, run)
     conditions = _conditions(args, run)
     if args.resynth:
-        real_plans, conditions = resynthesis_plans(run, _files_of(args.resynth))
+        real_plans, conditions = resynthesis_plans(run, _files_of(args.resynth, "--resynth"))
     sampler = run.model  # what the clips are drawn from (and the parallel check scores them with)
     if args.guidance != 1.0:
         if not args.guidance >= 0:

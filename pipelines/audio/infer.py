@@ -197,25 +197,25 @@ class AudioRun:
     coder: object = None  # a two-stage run's UnitCoder (units.stage vocoder or planner)
 
 
-def load_run(path) -> AudioRun:
+def load_run(path, flag: str = "--model") -> AudioRun:
     """A run folder of `seqssm audio train` (or its model/ folder): the model, its job and its quantiser."""
     folder = Path(path)
     model_dir = folder / "model" if (folder / "model").is_dir() else folder
     run_dir = model_dir.parent if model_dir.name == "model" else model_dir
     for need in (model_dir / "config.yaml", model_dir / QUANTIZER_FILE, run_dir / "config.yaml"):
         if not need.is_file():
-            raise UsageError(f"--model {path}: not a run folder of 'seqssm audio train' ({need.name} missing)")
+            raise UsageError(f"{flag} {path}: not a run folder of 'seqssm audio train' ({need.name} missing)")
     job = seqssm.load_config(AudioJobConfig, str(run_dir / "config.yaml"))
     quantizer = build_quantizer(json.loads((model_dir / QUANTIZER_FILE).read_text()))
     model = seqssm.load_pretrained(str(model_dir))
     if job.condition.by:
         if not (model_dir / CONDITION_FILE).is_file():
-            raise UsageError(f"--model {path}: a conditional run without its {CONDITION_FILE}")
+            raise UsageError(f"{flag} {path}: a conditional run without its {CONDITION_FILE}")
         from safetensors.torch import load_file
 
         coder = None
         if job.units.stage != "none":
-            coder = read_coder(model_dir, "--model")
+            coder = read_coder(model_dir, flag)
         if job.units.stage == "vocoder":
             model = UnitConditionalLM(model, job.condition.n_digits, job.condition.speakers, coder.k)
         else:

@@ -156,7 +156,7 @@ def _refused(argv, capsys, needle, out: Path):
 @pytest.mark.parametrize("case", ["no-plan", "planner-as-model", "plan-for-plain-model", "guidance-without-unit-drop",
                                   "rank-by-condition",
                                   "plan-temperature-0", "another-coder", "resynth-with-plan", "resynth-with-digit",
-                                  "resynth-not-fsdd", "resynth-plain-model"])
+                                  "resynth-not-fsdd", "resynth-plain-model", "resynth-missing", "plan-missing"])
 def test_generate_bad_two_stage_options(case, vocoder, planner, folder, tmp_path, capsys):
     out = tmp_path / "gen"
     base = ["audio", "generate", "--out", str(out), "--seconds", "0.05", "--digit", "1"]
@@ -180,6 +180,10 @@ def test_generate_bad_two_stage_options(case, vocoder, planner, folder, tmp_path
     base_r = ["--model", str(vocoder), "--resynth", str(folder / "1_bob_3.wav")]
     base = [a for a in base if a not in ("--digit", "1")] if case.startswith("resynth") else base
     argv, needle = {
+        "resynth-missing": (["--model", str(vocoder), "--resynth", str(tmp_path / "nowhere")],
+                            "--resynth " + str(tmp_path / "nowhere") + ": no such file or folder"),
+        "plan-missing": (["--model", str(vocoder), "--plan", str(tmp_path / "nowhere")],
+                         "--plan " + str(tmp_path / "nowhere") + ": not a run folder"),
         "resynth-with-plan": (base_r + ["--plan", str(planner)], "--plan: not with --resynth"),
         "resynth-with-digit": (base_r + ["--digit", "1"], "--digit: not with --resynth"),
         "resynth-not-fsdd": (["--model", str(vocoder), "--resynth", str(odd)], "--resynth: "),
