@@ -246,12 +246,13 @@ def _series(pairs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_curves(history: dict, path: Path, title: str, unit: str = "byte", metrics: tuple[str, ...] = (),
-                monitor: str = "") -> None:
+                monitor: str = "", loss_name: str = "") -> None:
     """The loss curves of a run, as PNG. history: {"train": [[step, nats]], "val": [[step, nats or row]]}.
 
     Without `metrics`: train and validation loss in bits per `unit` against step, the whole run and a zoom on its
-    last 80 %. With `metrics` (validation rows are dicts holding "val_loss" and those keys): the training
-    cross-entropy in nats beside the validation metrics, `monitor` drawn bold.
+    last 80 %; with `loss_name` (a loss that is not a cross-entropy) that loss as it is, labelled so. With `metrics`
+    (validation rows are dicts holding "val_loss" and those keys): the training cross-entropy in nats beside the
+    validation metrics, `monitor` drawn bold.
     """
     import matplotlib
 
@@ -260,7 +261,7 @@ def plot_curves(history: dict, path: Path, title: str, unit: str = "byte", metri
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     steps, loss = _series(history["train"])
-    scale = 1.0 if metrics else 1.0 / LN2
+    scale = 1.0 if metrics or loss_name else 1.0 / LN2
     loss = loss * scale
     k = max(1, len(loss) // 50)
     vs = np.array([s for s, _ in history["val"]], dtype=float)
@@ -286,7 +287,7 @@ def plot_curves(history: dict, path: Path, title: str, unit: str = "byte", metri
         else:
             ax.set_title(title, fontsize=9)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("cross-entropy (nats)" if metrics else f"loss (bits per {unit})")
+        ax.set_ylabel("cross-entropy (nats)" if metrics else loss_name or f"loss (bits per {unit})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if metrics:

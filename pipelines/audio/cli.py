@@ -29,6 +29,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from seqssm.pipelines.audio.train import train_audio  # Lightning loads here, not for `seqssm info`
 
     m = train_audio(job, overwrite=args.overwrite)
+    if m.get("units", {}).get("stage") == "decoder":
+        t = m["test"]
+        print(f"seqssm audio train: {m['steps']} steps in {m['seconds']:.0f} s; val {m['val_l1']:.4f}, test "
+              f"{t['l1']:.4f} mean |Δ log-magnitude| per frame, {t['lsd_db']:.2f} dB log-spectral distance "
+              f"({t['frames']} frames; the coder's own table: {t['table_l1']:.4f}, {t['table_lsd_db']:.2f} dB)\n"
+              f"  run folder {job.out_dir}")
+        return 0
     unit = "unit" if m.get("units", {}).get("stage") == "planner" else "sample"  # a planner's tokens are units
     line = (f"seqssm audio train: {m['steps']} steps in {m['seconds']:.0f} s; val {m['val_bits_per_sample']:.4f}, "
             f"test {m['test_bits_per_sample']:.4f} bits per {unit} ({m['test_samples']} {unit}s)")
@@ -201,8 +208,13 @@ def _planner_of(args: argparse.Namespace, run):
             if given:
                 raise UsageError(f"{flag}: not with --resynth (the files' names and units are the conditions)")
         return None
+    return _load_planner(args, run, "vocoder").model
+
+
+def _load_planner(args: argparse.Namespace, run, kind: str):
+    """The planner run of --plan, checked against the run that voices its units (a vocoder or a decoder)."""
     if not args.plan:
-        raise UsageError(f"--model {args.model}: a unit vocoder; name the planner of its units with --plan RUN "
+        raise UsageError(f"--model {args.model}: a unit {kind}; name the planner of its units with --plan RUN "
                          "(or --resynth FILES)")
     if not args.plan_temperature > 0:
         raise UsageError(f"--plan-temperature {args.plan_temperature}: must be > 0")
@@ -210,10 +222,66 @@ def _planner_of(args: argparse.Namespace, run):
     if plan.job.units.stage != "planner":
         raise UsageError(f"--plan {args.plan}: not a planner run (units.stage {plan.job.units.stage})")
     if not plan.coder.same_as(run.coder):
-        raise UsageError(f"--plan {args.plan}: learnt the units of another coder than the vocoder at {args.model}")
-    if plan.model.speakers != run.model.speakers or plan.model.n_digits != run.model.n_digits:
-        raise UsageError(f"--plan {args.plan}: knows other digits or speakers than the vocoder at {args.model}")
-    return plan.model
+        raise UsageError(f"--plan {args.plan}: learnt the units of another coder than the {kind} at {args.model}")
+    if plan.model.speakers != run.model.speakers or plan.model.n_digits != getattr(run.model, "n_digits",
+                                                                                 plan.model.n_digits):
+        raise UsageError(f"--plan {args.plan}: knows other digits or speakers than the {kind} at {args.model}")
+    return plan
+
+
+def _generate_decoded(args: argparse.Namespace, run) -> int:
+    """`generate` with a spectral unit decoder (units.stage decoder): the planner's sampled units (--plan) or real
+    files' units (--resynth), decoded to spectrograms and voiced by Griffin-Lim. Deterministic given the units, so
+    the sampling options belong to the planner (--plan-temperature, --seed)."""
+    for flag, given in (("--temperature", args.temperature is not None), ("--top-p", args.top_p != 1.0),
+                        ("--guidance", args.guidance != 1.0), ("--prompt", bool(args.prompt)),
+                        ("--rank/--keep", args.rank or args.keep > 0), ("--check-parallel", args.check_parallel)):
+        if given:
+            raise UsageError(f"{flag}: not for a spectral decoder (--model {args.model}), which renders its units "
+                             "deterministically; the planner samples them (--plan-temperature, --seed)")
+    t0 = time.perf_counter()
+    if args.resynth:
+        for flag, given in (("--plan", args.plan), ("--digit", args.digit), ("--speaker", args.speaker)):
+            if given:
+                raise UsageError(f"{flag}: not with --resynth (the files' names and units are the conditions)")
+        real_plans, real_conditions = resynthesis_plans(run, _files_of(args.resynth, "--resynth"))
+        plans = [p for p in real_plans for _ in range(args.batch)]
+        conditions = [c for c in real_conditions for _ in range(args.batch)]
+    else:
+        plan = _load_planner(args, run, "decoder")
+        conditions = [c for c in _conditions(args, plan) for _ in range(args.batch)]
+        if any(s is None for _, s in conditions):
+            raise UsageError(f"--speaker: the decoder at {args.model} renders a voice; name one, a list or all "
+                             f"({', '.join(run.model.speakers)})")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        prefix = torch.stack([plan.model.prefix(d, s) for d, s in conditions])
+        plans = sample_plans(plan.model, run.coder, prefix, run.coder.frames(round(args.seconds * run.job.data.
+                                                                                   sample_rate)),
+                             args.plan_temperature, args.seed)
+    rate, n_iter = run.job.data.sample_rate, run.job.units.griffin_lim_iters
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, seen = [], {}
+    for (digit, speaker), units in zip(conditions, plans):
+        name = f"{'any' if digit is None else digit}_{speaker}"
+        seen[name] = seen.get(name, -1) + 1
+        name = f"{name}_{seen[name]:02d}"
+        wave = run.model.render(units, speaker, n_iter).numpy()
+        save_wav(out / f"{name}.wav", wave, rate)
+        if not args.no_png:
+            plot_clip(wave, rate, out / f"{name}.png", f"{name}: {len(wave) / rate:g} s at {rate} Hz, "
+                      f"{len(units)} units, decoded")
+        rows.append({"file": f"{name}.wav", "digit": digit, "speaker": speaker, "units": units.tolist()})
+    seconds = time.perf_counter() - t0
+    report = {"decoder": {"griffin_lim_iters": n_iter}, "batch": len(rows), "seconds": round(seconds, 3),
+              "seed": args.seed, "plan": None if args.resynth else {"run": str(args.plan),
+                                                                   "temperature": args.plan_temperature},
+              "resynth": args.resynth, "threads": torch.get_num_threads(), "clips": rows}
+    atomic_write_json(out / "generate.json", report)
+    print(f"seqssm audio generate: {len(rows)} clips {'decoded' if args.resynth else 'planned and decoded'} "
+          f"in {seconds:.1f} s in {out}")
+    return 0
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -226,6 +294,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.rank_by != "likelihood" and not (args.rank or args.keep):
         raise UsageError(f"--rank-by {args.rank_by}: ranks only with --rank or --keep")
     run = load_run(args.model)
+    if run.job.units.stage == "decoder":
+        return _generate_decoded(args, run)
     if args.temperature is None:  # the default is picked by the sample-quality metrics, per kind of model
         args.temperature = VOCODER_TEMPERATURE if run.job.units.stage == "vocoder" else SAMPLE_TEMPERATURE
     GenerateConfig(temperature=args.temperature, top_p=args.top_p, seed=args.seed).validate(as_options=True)

@@ -79,7 +79,7 @@ class ConditionConfig:
         require(0 <= self.drop_prob < 1, p + "drop_prob", self.drop_prob, "must be in [0, 1)")
 
 
-UNIT_STAGES = ("none", "vocoder", "planner")
+UNIT_STAGES = ("none", "vocoder", "planner", "decoder")
 
 
 @dataclass
@@ -87,9 +87,12 @@ class UnitsConfig:
     """The two-stage model (seqssm.domains.audio.units): stage "vocoder" trains the sample-level model given each
     sample's acoustic unit (k-means of 20 ms log-mel frames, fitted on the training clips at the start of the run);
     stage "planner" trains a model over the unit ids of a vocoder run's coder (`coder`: that run's folder), whose
-    samples `seqssm audio generate --plan` hands to the vocoder. "none": one quantised sample per token only."""
+    samples `seqssm audio generate --plan` hands to the vocoder; stage "decoder" trains a frame-level model from the
+    units of a coder (and the speaker) to the log-magnitude spectrogram, voiced by Griffin-Lim
+    (seqssm.domains.audio.spectral), another renderer of the planner's units. "none": one quantised sample per
+    token only."""
 
-    stage: str = "none"  # none, vocoder or planner
+    stage: str = "none"  # none, vocoder, planner or decoder
     k: int = 128  # vocoder: units fitted (the planner's vocabulary is k + 1: the units and an end token)
     hop: int = 160  # vocoder: samples per frame (20 ms at 8 kHz)
     n_fft: int = 512
@@ -97,7 +100,8 @@ class UnitsConfig:
     kmeans_iters: int = 30
     drop_prob: float = 0.0  # vocoder: a clip's whole track replaced by "no unit" with this probability (for --guidance)
     speeds: List[float] = field(default_factory=lambda: [1.0])  # planner: its training clips' units at each speed
-    coder: str = ""  # planner: the vocoder run (or its model/ folder) whose units it learns; vocoder: read, not fitted
+    coder: str = ""  # planner, decoder: the run (or its model/ folder) whose units it learns; vocoder: read, not fitted
+    griffin_lim_iters: int = 64  # decoder: Griffin-Lim iterations when it renders a clip
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
@@ -107,6 +111,7 @@ class UnitsConfig:
         require(self.n_fft >= 2 and self.n_mels >= 1, p + "n_fft", self.n_fft, "n_fft >= 2 and n_mels >= 1 needed")
         require(self.kmeans_iters >= 1, p + "kmeans_iters", self.kmeans_iters, "must be >= 1")
         require(0 <= self.drop_prob < 1, p + "drop_prob", self.drop_prob, "must be in [0, 1)")
+        require(self.griffin_lim_iters >= 1, p + "griffin_lim_iters", self.griffin_lim_iters, "must be >= 1")
         require(bool(self.speeds) and all(0.5 <= v <= 2 for v in self.speeds), p + "speeds", list(self.speeds),
                 "must list one or more speeds in [0.5, 2]")
 
@@ -125,8 +130,14 @@ class AudioJobConfig:
 
     def validate(self, prefix: str = "") -> None:
         p = prefix
-        require(self.model.head == "lm", p + "model.head", self.model.head, "next-sample prediction needs 'lm'")
-        if self.units.stage != "planner":  # a planner's vocabulary is its coder's units + 1, checked when it is read
+        if self.units.stage == "decoder":  # one log-magnitude vector per unit frame, vocabulary checked with the coder
+            require(self.model.head == "token", p + "model.head", self.model.head,
+                    "units.stage decoder needs 'token' (one output vector per frame)")
+            require(self.model.num_classes == self.units.n_fft // 2 + 1, p + "model.num_classes",
+                    self.model.num_classes, f"must be units.n_fft / 2 + 1 = {self.units.n_fft // 2 + 1} (the bins)")
+        else:
+            require(self.model.head == "lm", p + "model.head", self.model.head, "next-sample prediction needs 'lm'")
+        if self.units.stage not in ("planner", "decoder"):  # a planner's vocabulary is its coder's units + 1, checked when it is read
             require(self.model.vocab_size == 1 << self.data.bits, p + "model.vocab_size", self.model.vocab_size,
                     f"must be 2^data.bits = {1 << self.data.bits}")
         require(self.units.stage == "none" or bool(self.condition.by), p + "units.stage", self.units.stage,

@@ -24,6 +24,7 @@ import seqssm
 from seqssm.atomic import atomic_open
 from seqssm.domains.audio import AudioFolder, WholeClips, build_quantizer, pad_collate, parse_fsdd_name
 from seqssm.domains.audio.conditional import ConditionalSampleLM, UnitConditionalLM
+from seqssm.domains.audio.spectral import UnitDecoder
 from seqssm.pipelines.audio.config import AudioJobConfig
 from seqssm.pipelines.audio.twostage import Tracked, WholeTracked, read_coder
 from seqssm.pipelines.jobconfig import UsageError
@@ -194,7 +195,7 @@ class AudioRun:
     job: AudioJobConfig
     quantizer: object
     folder: Path
-    coder: object = None  # a two-stage run's UnitCoder (units.stage vocoder or planner)
+    coder: object = None  # a two-stage run's UnitCoder (units.stage vocoder, planner or decoder)
 
 
 def load_run(path, flag: str = "--model") -> AudioRun:
@@ -218,6 +219,8 @@ def load_run(path, flag: str = "--model") -> AudioRun:
             coder = read_coder(model_dir, flag)
         if job.units.stage == "vocoder":
             model = UnitConditionalLM(model, job.condition.n_digits, job.condition.speakers, coder.k)
+        elif job.units.stage == "decoder":
+            model = UnitDecoder(model, job.condition.speakers, coder.k, coder.spec)
         else:
             model = ConditionalSampleLM(model, job.condition.n_digits, job.condition.speakers)
         model.load_condition_state_dict(load_file(str(model_dir / CONDITION_FILE)))

@@ -12,7 +12,8 @@ end, whole, in bits per sample, with the convention (quantiser, rate, split) sta
 
 The two-stage model (units.stage; seqssm.pipelines.audio.twostage): "vocoder" fits (or reads, units.coder) the
 acoustic units and trains the same model given every sample's unit, crops of samples and units cut together;
-"planner" trains a model over the unit sequences of a vocoder's coder, scored in bits per unit.
+"planner" trains a model over the unit sequences of a vocoder's coder, scored in bits per unit; "decoder" trains the
+spectral unit decoder (seqssm.pipelines.audio.decoder).
 
 Run folder (`--out`): model/ (save_pretrained + quantizer.json, and condition.safetensors / units.safetensors for
 conditional and two-stage runs), config.yaml, metrics.json, history.json, curves.png, test.tsv (per-file bits),
@@ -190,6 +191,10 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
     if t.threads:
         torch.set_num_threads(t.threads)
     stage_name = job.units.stage
+    if stage_name == "decoder":  # a frame-level model of its own (no samples, no quantised tokens)
+        from seqssm.pipelines.audio.decoder import train_decoder
+
+        return train_decoder(job, files, quantizer, out, {QUANTIZER_FILE: json.dumps(quantizer.config(), indent=1)})
     with staging_dir(out) as stage:
         L.seed_everything(t.seed, workers=True, verbose=False)
         model = seqssm.build_model(job.model)

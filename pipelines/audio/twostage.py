@@ -153,8 +153,8 @@ def resynthesis_plans(run, files) -> tuple[list[torch.Tensor], list[tuple[int, s
             digit, speaker, _ = parse_fsdd_name(f)
         except ValueError as err:
             raise UsageError(f"--resynth: {err}") from None
-        if speaker not in run.model.speakers or not 0 <= digit < run.model.n_digits:
-            raise UsageError(f"--resynth {f}: digit {digit} or speaker {speaker!r} unknown to the vocoder "
+        if speaker not in run.model.speakers or not 0 <= digit < run.job.condition.n_digits:
+            raise UsageError(f"--resynth {f}: digit {digit} or speaker {speaker!r} unknown to the model "
                              f"(it knows {', '.join(run.model.speakers)})")
         conditions.append((digit, speaker))
     clips = AudioFolder(files, run.job.data.sample_rate, run.quantizer)
