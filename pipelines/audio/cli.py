@@ -16,7 +16,8 @@ from seqssm.domains.audio.conditional import ConditionalSampleLM, GuidedSampleLM
 from seqssm.pipelines.audio.config import DEFAULT_CONFIG, load_job
 from seqssm.pipelines.audio.twostage import plan_track, resynthesis_plans
 from seqssm.pipelines.audio.infer import (classify_digits, condition_log_ratio, condition_prefixes, generate_ids,
-                                          load_run, nll_sum, sample_plans, plot_clip, score_files, write_table)
+                                          load_run, nll_sum, plan_evidence, sample_plans, plot_clip, score_files,
+                                          write_table)
 from seqssm.pipelines.jobconfig import UsageError, add_train_parser, print_resolved
 from seqssm.pipelines.rundir import atomic_write_json
 from seqssm.pipelines.training import LN2
@@ -235,13 +236,15 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
     the sampling options belong to the planner (--plan-temperature, --seed)."""
     for flag, given in (("--temperature", args.temperature is not None), ("--top-p", args.top_p != 1.0),
                         ("--guidance", args.guidance != 1.0), ("--prompt", bool(args.prompt)),
-                        ("--rank/--keep", args.rank or args.keep > 0), ("--check-parallel", args.check_parallel)):
+                        ("--check-parallel", args.check_parallel)):
         if given:
             raise UsageError(f"{flag}: not for a spectral decoder (--model {args.model}), which renders its units "
                              "deterministically; the planner samples them (--plan-temperature, --seed)")
     t0 = time.perf_counter()
+    evidence = None
     if args.resynth:
-        for flag, given in (("--plan", args.plan), ("--digit", args.digit), ("--speaker", args.speaker)):
+        for flag, given in (("--plan", args.plan), ("--digit", args.digit), ("--speaker", args.speaker),
+                            ("--rank/--keep", args.rank or args.keep > 0)):
             if given:
                 raise UsageError(f"{flag}: not with --resynth (the files' names and units are the conditions)")
         real_plans, real_conditions = resynthesis_plans(run, _files_of(args.resynth, "--resynth"))
@@ -259,6 +262,13 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
         plans = sample_plans(plan.model, run.coder, prefix, run.coder.frames(round(args.seconds * run.job.data.
                                                                                    sample_rate)),
                              args.plan_temperature, args.seed)
+        if args.rank or args.keep:  # SaShiMi's ranking, on the plans: the planner's own evidence picks among them
+            own, ratio = plan_evidence(plan.model, plans, prefix, run.coder.k)
+            evidence = ratio if args.rank_by == "condition" else own
+            order = [i for c in range(0, len(plans), args.batch)
+                     for i in sorted(range(c, c + args.batch), key=lambda i: -float(evidence[i]))[:args.keep or None]]
+            plans, conditions = [plans[i] for i in order], [conditions[i] for i in order]
+            evidence = {"by": args.rank_by, "scores": [round(float(evidence[i]), 4) for i in order]}
     rate, n_iter = run.job.data.sample_rate, run.job.units.griffin_lim_iters
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,10 +283,13 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
             plot_clip(wave, rate, out / f"{name}.png", f"{name}: {len(wave) / rate:g} s at {rate} Hz, "
                       f"{len(units)} units, decoded")
         rows.append({"file": f"{name}.wav", "digit": digit, "speaker": speaker, "units": units.tolist()})
+        if evidence is not None:  # nats: per unit (likelihood) or the plan's log p(plan | condition) - log p(plan | any)
+            rows[-1][f"plan_{evidence['by']}_score"] = evidence["scores"][len(rows) - 1]
     seconds = time.perf_counter() - t0
     report = {"decoder": {"griffin_lim_iters": n_iter}, "batch": len(rows), "seconds": round(seconds, 3),
               "seed": args.seed, "plan": None if args.resynth else {"run": str(args.plan),
                                                                    "temperature": args.plan_temperature},
+              "keep": args.keep, "rank_by": args.rank_by if (args.rank or args.keep) else None,
               "resynth": args.resynth, "threads": torch.get_num_threads(), "clips": rows}
     atomic_write_json(out / "generate.json", report)
     print(f"seqssm audio generate: {len(rows)} clips {'decoded' if args.resynth else 'planned and decoded'} "

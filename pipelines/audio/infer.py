@@ -153,6 +153,27 @@ def condition_log_ratio(model, ids: torch.Tensor, prefix: torch.Tensor,
 
 
 @torch.no_grad()
+def plan_evidence(planner, plans: list[torch.Tensor], prefix: torch.Tensor, k: int,
+                  batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled plans (units (f_i,) each) and their prefixes (b, 2) -> (b,) log p(plan | condition) per token and
+    (b,) log p(plan | condition) - log p(plan | any, any), in nats: parallel passes of the planner over each plan as
+    it was trained, [k, u_0, …, u_{f-1}, k] (a plan cut at --seconds is scored as if it ended there)."""
+    collate = collate_with_condition(k)
+    anyp = planner.prefix(None, None)
+    own, ratio = [], []
+    for i in range(0, len(plans), batch_size):
+        rows = range(i, min(i + batch_size, len(plans)))
+        items = [{"ids": torch.cat([torch.tensor([k]), plans[j], torch.tensor([k])]),
+                  "mask": torch.ones(len(plans[j]) + 2)} for j in rows]
+        batch = collate(items)
+        nll_c, count = nll_sum(planner, batch["ids"], batch["mask"], prefix[i:i + len(items)])
+        nll_a, _ = nll_sum(planner, batch["ids"], batch["mask"], anyp.expand(len(items), -1))
+        own.append(-nll_c.double() / count.double())
+        ratio.append((nll_a - nll_c).double())
+    return torch.cat(own), torch.cat(ratio)
+
+
+@torch.no_grad()
 def score_files(model, files, sample_rate: int, quantizer, batch_size: int, progress: bool = True,
                 prefixes: list[torch.Tensor] | None = None, coder=None, no_units: bool = False) -> dict:
     """Bits per sample of every file and of all of them together (total NLL / total samples); a conditional model

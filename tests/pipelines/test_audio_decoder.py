@@ -125,8 +125,47 @@ def _refused(argv, capsys, needle, out: Path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["temperature", "check-parallel", "guidance", "keep", "no-plan", "any-speaker",
-                                  "resynth-with-plan", "another-coder"])
+@pytest.mark.parametrize("rank_by", ["condition", "likelihood"])
+def test_generate_ranks_plans_by_the_planners_evidence(rank_by, decoder, planner, tmp_path):
+    """--rank orders each condition's plans best first by the planner's score; --keep 1 keeps that first one."""
+    common = ["audio", "generate", "--model", str(decoder), "--plan", str(planner), "--digit", "0,1", "--speaker",
+              "bob", "--seconds", "0.2", "--batch", "3", "--no-png", "--rank-by", rank_by, "--plan-temperature", "1.5"]
+    assert main(common + ["--out", str(tmp_path / "ranked"), "--rank"]) == 0
+    assert main(common + ["--out", str(tmp_path / "kept"), "--keep", "1"]) == 0
+    ranked = json.loads((tmp_path / "ranked" / "generate.json").read_text())
+    kept = json.loads((tmp_path / "kept" / "generate.json").read_text())
+    key = f"plan_{rank_by}_score"
+    assert ranked["rank_by"] == rank_by and [c["file"] for c in kept["clips"]] == ["0_bob_00.wav", "1_bob_00.wav"]
+    for digit in (0, 1):
+        rows = [c for c in ranked["clips"] if c["digit"] == digit]
+        scores = [c[key] for c in rows]
+        assert len(rows) == 3 and scores == sorted(scores, reverse=True)
+        best = next(c for c in kept["clips"] if c["digit"] == digit)
+        assert best["units"] == rows[0]["units"] and best[key] == scores[0]
+
+
+def test_plan_evidence_is_the_planners_likelihood(planner):
+    """plan_evidence batched (padded) equals each plan scored alone, and the ratio is the difference of the two
+    conditions' log-likelihoods."""
+    from seqssm.pipelines.audio.infer import load_run, nll_sum, plan_evidence
+
+    run = load_run(planner)
+    torch.manual_seed(1)
+    plans = [torch.randint(0, 4, (n,)) for n in (3, 9, 1)]
+    prefix = torch.stack([run.model.prefix(d, s) for d, s in ((0, "ann"), (1, "cy"), (1, "bob"))])
+    own, ratio = plan_evidence(run.model, plans, prefix, 4)
+    for i, plan in enumerate(plans):
+        ids = torch.cat([torch.tensor([4]), plan, torch.tensor([4])])[None]
+        mask = torch.ones(ids.shape)
+        with torch.no_grad():
+            c, n = nll_sum(run.model, ids, mask, prefix[i:i + 1])
+            a, _ = nll_sum(run.model, ids, mask, run.model.prefix(None, None)[None])
+        assert float(own[i]) == pytest.approx(-float(c / n), abs=1e-5)
+        assert float(ratio[i]) == pytest.approx(float(a - c), abs=1e-4)
+
+
+@pytest.mark.parametrize("case", ["temperature", "check-parallel", "guidance", "keep-resynth", "no-plan",
+                                  "any-speaker", "resynth-with-plan", "another-coder"])
 def test_generate_bad_decoder_options(case, decoder, planner, folder, tmp_path, capsys):
     out = tmp_path / "gen"
     other = tmp_path / "other"
@@ -139,7 +178,8 @@ def test_generate_bad_decoder_options(case, decoder, planner, folder, tmp_path, 
         "temperature": (plan + ["--temperature", "0.5"], "--temperature: not for a spectral decoder"),
         "check-parallel": (plan + ["--check-parallel"], "--check-parallel: not for a spectral decoder"),
         "guidance": (plan + ["--guidance", "2"], "--guidance: not for a spectral decoder"),
-        "keep": (plan + ["--batch", "2", "--keep", "1"], "--rank/--keep: not for a spectral decoder"),
+        "keep-resynth": (["--resynth", str(folder / "1_bob_3.wav"), "--batch", "2", "--keep", "1"],
+                         "--rank/--keep: not with --resynth"),
         "no-plan": (["--digit", "1"], "a unit decoder; name the planner of its units with --plan RUN"),
         "any-speaker": (["--plan", str(planner), "--digit", "1"], "--speaker: the decoder at"),
         "resynth-with-plan": (["--resynth", str(folder / "1_bob_3.wav"), "--plan", str(planner)],
