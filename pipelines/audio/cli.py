@@ -233,18 +233,19 @@ def _load_planner(args: argparse.Namespace, run, kind: str):
 def _generate_decoded(args: argparse.Namespace, run) -> int:
     """`generate` with a spectral unit decoder (units.stage decoder): the planner's sampled units (--plan) or real
     files' units (--resynth), decoded to spectrograms and voiced by Griffin-Lim. Deterministic given the units, so
-    the sampling options belong to the planner (--plan-temperature, --seed)."""
+    the sampling options belong to the planner (--plan-temperature, --seed), and --check-parallel checks the
+    planner's recurrent sampling."""
     for flag, given in (("--temperature", args.temperature is not None), ("--top-p", args.top_p != 1.0),
-                        ("--guidance", args.guidance != 1.0), ("--prompt", bool(args.prompt)),
-                        ("--check-parallel", args.check_parallel)):
+                        ("--guidance", args.guidance != 1.0), ("--prompt", bool(args.prompt))):
         if given:
             raise UsageError(f"{flag}: not for a spectral decoder (--model {args.model}), which renders its units "
                              "deterministically; the planner samples them (--plan-temperature, --seed)")
     t0 = time.perf_counter()
-    evidence = None
+    evidence, check = None, None
     if args.resynth:
         for flag, given in (("--plan", args.plan), ("--digit", args.digit), ("--speaker", args.speaker),
-                            ("--rank/--keep", args.rank or args.keep > 0)):
+                            ("--rank/--keep", args.rank or args.keep > 0),
+                            ("--check-parallel", args.check_parallel)):
             if given:
                 raise UsageError(f"{flag}: not with --resynth (the files' names and units are the conditions)")
         real_plans, real_conditions = resynthesis_plans(run, _files_of(args.resynth, "--resynth"))
@@ -259,9 +260,9 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         prefix = torch.stack([plan.model.prefix(d, s) for d, s in conditions])
-        plans = sample_plans(plan.model, run.coder, prefix, run.coder.frames(round(args.seconds * run.job.data.
-                                                                                   sample_rate)),
-                             args.plan_temperature, args.seed)
+        drawn = sample_plans(plan.model, run.coder, prefix, run.coder.frames(round(
+            args.seconds * run.job.data.sample_rate)), args.plan_temperature, args.seed, args.check_parallel)
+        plans, check = drawn if args.check_parallel else (drawn, None)
         if args.rank or args.keep:  # SaShiMi's ranking, on the plans: the planner's own evidence picks among them
             own, ratio = plan_evidence(plan.model, plans, prefix, run.coder.k)
             evidence = ratio if args.rank_by == "condition" else own
@@ -291,9 +292,14 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
                                                                    "temperature": args.plan_temperature},
               "keep": args.keep, "rank_by": args.rank_by if (args.rank or args.keep) else None,
               "resynth": args.resynth, "threads": torch.get_num_threads(), "clips": rows}
+    if args.check_parallel:  # the decoder has no recurrent mode; the planner, which samples, has
+        report["planner_recurrent_vs_parallel_loglik_max_rel_diff"] = check
     atomic_write_json(out / "generate.json", report)
     print(f"seqssm audio generate: {len(rows)} clips {'decoded' if args.resynth else 'planned and decoded'} "
           f"in {seconds:.1f} s in {out}")
+    if args.check_parallel:
+        print(f"  the planner's log-likelihood, recurrent steps vs one parallel pass: max relative difference "
+              f"{check:.2e}")
     return 0
 
 

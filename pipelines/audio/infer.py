@@ -305,13 +305,20 @@ def generate_ids(model, n_samples: int, batch: int, prompt: torch.Tensor | None,
 
 @torch.no_grad()
 def sample_plans(planner, coder, prefix: torch.Tensor, max_frames: int, temperature: float,
-                 seed: int) -> list[torch.Tensor]:
+                 seed: int, check_parallel: bool = False):
     """Unit ids (f_i,) per row of prefix (b, 2), sampled from the planner until its end token or max_frames
     (at least one frame each: a row whose first token is the end gets the first non-end unit it was most likely
-    to say, so no clip is empty)."""
+    to say, so no clip is empty). check_parallel: also return the largest relative difference between the
+    recurrent steps' log-likelihood of the drawn ids and one parallel pass over them."""
     k = coder.k
-    ids, _, _ = generate_ids(planner, max_frames, len(prefix), None, temperature, 1.0, seed, k, progress=False,
-                             prefix=prefix)
+    ids, loglik, _ = generate_ids(planner, max_frames, len(prefix), None, temperature, 1.0, seed, k,
+                                  progress=False, prefix=prefix)
+    check = None
+    if check_parallel:  # every drawn step, the ones after an end token included: what the recurrent loop scored
+        full = torch.cat([torch.full((len(ids), 1), k), ids], dim=1)
+        with torch.no_grad():
+            nll, _ = nll_sum(planner, full, torch.ones(full.shape), prefix)
+        check = float(((loglik + nll.double()).abs() / nll.double()).max())
     plans = []
     for row in ids:
         ends = (row == k).nonzero()
@@ -320,7 +327,7 @@ def sample_plans(planner, coder, prefix: torch.Tensor, max_frames: int, temperat
         if len(plan) == 0:
             logits = planner(torch.cat([prefix[i:i + 1], torch.tensor([[k]])], 1))[0, -1, :k]
             plans[i] = logits.argmax()[None]
-    return plans
+    return (plans, check) if check_parallel else plans
 
 
 def plot_clip(wave: np.ndarray, sample_rate: int, path, title: str) -> None:

@@ -164,7 +164,15 @@ def test_plan_evidence_is_the_planners_likelihood(planner):
         assert float(ratio[i]) == pytest.approx(float(a - c), abs=1e-4)
 
 
-@pytest.mark.parametrize("case", ["temperature", "check-parallel", "guidance", "keep-resynth", "no-plan",
+def test_check_parallel_checks_the_planners_sampling(decoder, planner, tmp_path):
+    out = tmp_path / "checked"
+    assert main(["audio", "generate", "--model", str(decoder), "--plan", str(planner), "--out", str(out), "--digit",
+                 "all", "--speaker", "ann", "--seconds", "0.2", "--no-png", "--check-parallel"]) == 0
+    report = json.loads((out / "generate.json").read_text())
+    assert 0 <= report["planner_recurrent_vs_parallel_loglik_max_rel_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("case", ["temperature", "check-parallel-resynth", "guidance", "keep-resynth", "no-plan",
                                   "any-speaker", "resynth-with-plan", "another-coder"])
 def test_generate_bad_decoder_options(case, decoder, planner, folder, tmp_path, capsys):
     out = tmp_path / "gen"
@@ -176,7 +184,8 @@ def test_generate_bad_decoder_options(case, decoder, planner, folder, tmp_path, 
     plan = ["--plan", str(planner), "--digit", "1", "--speaker", "ann"]
     argv, needle = {
         "temperature": (plan + ["--temperature", "0.5"], "--temperature: not for a spectral decoder"),
-        "check-parallel": (plan + ["--check-parallel"], "--check-parallel: not for a spectral decoder"),
+        "check-parallel-resynth": (["--resynth", str(folder / "1_bob_3.wav"), "--check-parallel"],
+                                   "--check-parallel: not with --resynth"),
         "guidance": (plan + ["--guidance", "2"], "--guidance: not for a spectral decoder"),
         "keep-resynth": (["--resynth", str(folder / "1_bob_3.wav"), "--batch", "2", "--keep", "1"],
                          "--rank/--keep: not with --resynth"),
