@@ -26,6 +26,9 @@ from torch import nn
 from seqssm.domains.audio.units import UnitSpec
 
 LOG_FLOOR = 1e-4  # log(|X| + 1e-4): -9.2 nats, below the quietest frame of an 8-bit clip
+# Rendering silences the bins under LOW_CUT_HZ: speech has nothing there, but the per-clip min-max scaling of the
+# training clips leaves DC offsets that the decoder learns, and Griffin-Lim turns them into a slow drift of the wave.
+LOW_CUT_HZ = 40.0
 
 
 def log_magnitude(wave: torch.Tensor, spec: UnitSpec, frames: int) -> torch.Tensor:
@@ -39,12 +42,15 @@ def log_magnitude(wave: torch.Tensor, spec: UnitSpec, frames: int) -> torch.Tens
 
 def griffin_lim(log_mag: torch.Tensor, spec: UnitSpec, n_iter: int = 64, momentum: float = 0.99) -> torch.Tensor:
     """log-magnitude (f, n) -> wave (f * hop,), peak 0.9: Griffin-Lim phase (the fast variant of Perraudin et al.
-    2013, torchaudio's), started from zero phase so that a clip is the same on every call."""
+    2013, torchaudio's), started from zero phase so that a clip is the same on every call; the bins under
+    LOW_CUT_HZ are silenced first."""
     import torchaudio
 
     if log_mag.dim() != 2 or log_mag.shape[1] != spec.n_fft // 2 + 1:
         raise ValueError(f"log_mag: expected (f, {spec.n_fft // 2 + 1}), got {tuple(log_mag.shape)}")
     magnitude = (log_mag.float().exp() - LOG_FLOOR).clamp_min(0).T  # (n, f)
+    low = int(LOW_CUT_HZ * spec.n_fft / spec.sample_rate) + 1  # bins 0 .. low - 1 lie under LOW_CUT_HZ
+    magnitude = torch.cat([torch.zeros_like(magnitude[:low]), magnitude[low:]])
     # F centred frames make (F - 1) * hop samples: one frame of silence after the last gives frame f - 1 its whole
     # hop, and a clip shorter than a window gets the frames the inverse STFT needs; both are cut off below
     pad = max(1, spec.n_fft // spec.hop + 2 - magnitude.shape[1])
@@ -121,4 +127,4 @@ class UnitDecoder(nn.Module):
         return groups
 
 
-__all__ = ["LOG_FLOOR", "UnitDecoder", "griffin_lim", "log_magnitude"]
+__all__ = ["LOG_FLOOR", "LOW_CUT_HZ", "UnitDecoder", "griffin_lim", "log_magnitude"]

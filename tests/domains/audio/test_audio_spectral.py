@@ -59,6 +59,15 @@ def test_griffin_lim_gives_back_the_magnitude_it_was_handed():
     assert torch.equal(out, griffin_lim(target, SPEC, n_iter=64))  # no random phase: the same clip every call
 
 
+def test_griffin_lim_leaves_out_what_lies_under_the_low_cut():
+    """A tone on a DC offset: the rendered wave keeps the tone and drops the offset (bins under LOW_CUT_HZ)."""
+    t = torch.arange(4000) / SPEC.sample_rate
+    wave = 0.3 + 0.3 * torch.sin(2 * math.pi * 440 * t)
+    out = griffin_lim(log_magnitude(wave, SPEC, 100), SPEC, n_iter=32)
+    assert wave.mean() / wave.abs().max() > 0.4  # the input sits mostly above zero
+    assert out[400:-400].mean().abs() < 0.02 and out.abs().max() == pytest.approx(0.9, abs=1e-6)
+
+
 @pytest.mark.parametrize("frames", [1, 2, 3], ids=lambda f: f"f{f}")
 def test_griffin_lim_of_a_few_frames(frames):
     out = griffin_lim(torch.zeros(frames, SPEC.n_fft // 2 + 1), SPEC, n_iter=4)
