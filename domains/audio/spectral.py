@@ -18,6 +18,7 @@ them, so the unit ids (f,) and the target (f, n) line up one to one.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -60,6 +61,18 @@ def griffin_lim(log_mag: torch.Tensor, spec: UnitSpec, n_iter: int = 64, momentu
                                           length=(magnitude.shape[1] - 1) * spec.hop)
     wave = gl(magnitude)[: len(log_mag) * spec.hop]
     return wave / wave.abs().max().clamp_min(1e-6) * 0.9
+
+
+def centroid_log_magnitude(coder, units: torch.Tensor) -> torch.Tensor:
+    """The coder's table as a decoder: units (f,) -> each centroid's log-mel frame, back to (f, n) linear-frequency
+    log-magnitudes by the least-squares inverse of the mel filters."""
+    import torchaudio
+
+    spec = coder.spec
+    mel_power = (coder.centroids[units] * coder.std + coder.mean).exp().T  # (m, f), as UnitCoder.log_mel took it
+    power = torchaudio.transforms.InverseMelScale(n_stft=spec.n_fft // 2 + 1, n_mels=spec.n_mels,
+                                                  sample_rate=spec.sample_rate)(mel_power)
+    return 0.5 * torch.log(power.clamp_min(0) + 1e-8).T.clamp_min(math.log(LOG_FLOOR))
 
 
 class UnitDecoder(nn.Module):
@@ -127,4 +140,4 @@ class UnitDecoder(nn.Module):
         return groups
 
 
-__all__ = ["LOG_FLOOR", "LOW_CUT_HZ", "UnitDecoder", "griffin_lim", "log_magnitude"]
+__all__ = ["LOG_FLOOR", "LOW_CUT_HZ", "UnitDecoder", "centroid_log_magnitude", "griffin_lim", "log_magnitude"]

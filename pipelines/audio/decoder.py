@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import seqssm
 from seqssm.domains.audio import AudioFolder, parse_fsdd_name
-from seqssm.domains.audio.spectral import UnitDecoder, log_magnitude
+from seqssm.domains.audio.spectral import UnitDecoder, centroid_log_magnitude, log_magnitude
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_open, atomic_write_json, publish, staging_dir
 from seqssm.pipelines.training import (TimeBudget, fit_and_validate, init_model, make_trainer, optimizers,
@@ -85,18 +85,6 @@ def frame_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
     l1 = (diff.abs().mean(-1) * mask).sum(1)
     lsd = (((diff * DB_PER_NAT) ** 2).mean(-1).sqrt() * mask).sum(1)
     return l1, lsd
-
-
-def centroid_log_magnitude(coder, units: torch.Tensor) -> torch.Tensor:
-    """The coder's table as a decoder: units (f,) -> each centroid's log-mel frame, back to (f, n) linear-frequency
-    log-magnitudes by the least-squares inverse of the mel filters."""
-    import torchaudio
-
-    spec = coder.spec
-    mel_power = (coder.centroids[units] * coder.std + coder.mean).exp().T  # (m, f), as UnitCoder.log_mel took it
-    power = torchaudio.transforms.InverseMelScale(n_stft=spec.n_fft // 2 + 1, n_mels=spec.n_mels,
-                                                  sample_rate=spec.sample_rate)(mel_power)
-    return 0.5 * torch.log(power.clamp_min(0) + 1e-8).T.clamp_min(math.log(1e-4))
 
 
 class DecoderTask(L.LightningModule):
@@ -249,5 +237,5 @@ def train_decoder(job, files: dict, quantizer, out, extra_files: dict) -> dict:
     return metrics
 
 
-__all__ = ["DecoderTask", "UnitFrames", "centroid_log_magnitude", "collate_frames", "frame_errors",
+__all__ = ["DecoderTask", "UnitFrames", "collate_frames", "frame_errors",
            "score_decoder", "train_decoder"]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from seqssm import ModelConfig, build_model
-from seqssm.domains.audio.spectral import LOG_FLOOR, UnitDecoder, griffin_lim, log_magnitude
+from seqssm.domains.audio.spectral import (LOG_FLOOR, UnitDecoder, centroid_log_magnitude, griffin_lim,
+                                           log_magnitude)
 from seqssm.domains.audio.units import UnitCoder, UnitSpec
 
 SPEC = UnitSpec(sample_rate=8000, hop=40, n_fft=128, n_mels=8)
@@ -66,6 +67,22 @@ def test_griffin_lim_leaves_out_what_lies_under_the_low_cut():
     out = griffin_lim(log_magnitude(wave, SPEC, 100), SPEC, n_iter=32)
     assert wave.mean() / wave.abs().max() > 0.4  # the input sits mostly above zero
     assert out[400:-400].mean().abs() < 0.02 and out.abs().max() == pytest.approx(0.9, abs=1e-6)
+
+
+def test_the_coders_table_as_a_decoder_puts_a_tone_where_it_was():
+    """centroid_log_magnitude: a centroid fitted on a 1 kHz tone, mapped back to linear frequency, is loudest
+    near 1 kHz, and a centroid of near silence is nowhere louder."""
+    t = torch.arange(2000) / SPEC.sample_rate
+    tone, hush = 0.5 * torch.sin(2 * math.pi * 1000 * t), 1e-3 * torch.randn(2000)
+    probe = UnitCoder(SPEC, torch.zeros(1, SPEC.n_mels), torch.zeros(SPEC.n_mels), torch.ones(SPEC.n_mels))
+    centroids = torch.stack([probe.log_mel(tone)[5:-5].mean(0), probe.log_mel(hush)[5:-5].mean(0)])
+    coder = UnitCoder(SPEC, centroids, torch.zeros(SPEC.n_mels), torch.ones(SPEC.n_mels))
+    table = centroid_log_magnitude(coder, torch.tensor([0, 1, 0]))
+    assert table.shape == (3, SPEC.n_fft // 2 + 1) and table.min() >= math.log(LOG_FLOOR) - 1e-6
+    bin_hz = SPEC.sample_rate / SPEC.n_fft
+    assert abs(float(table[0].argmax()) * bin_hz - 1000) < 250  # 40 mel bands over 4 kHz: a band or two wide
+    assert torch.equal(table[0], table[2])
+    assert (table[0] >= table[1] - 1e-6).all() and table[0].max() > table[1].max() + 3  # the tone over the hush
 
 
 @pytest.mark.parametrize("frames", [1, 2, 3], ids=lambda f: f"f{f}")
