@@ -228,6 +228,23 @@ def make_trainer(**kwargs):
     return L.Trainer(**kwargs)
 
 
+def step_trainer(t, stage: Path, budget: TimeBudget):
+    """make_trainer for a job counted in optimizer steps (a TrainConfig `t`): train.max_steps steps (or the time
+    budget), validation every train.val_every global steps, CSV logs in stage/logs, no checkpoints."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    return make_trainer(
+        accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
+        max_epochs=-1, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, gradient_clip_val=t.grad_clip if t.grad_clip > 0 else None,
+        gradient_clip_algorithm="norm", log_every_n_steps=min(t.log_every, t.max_steps),
+        logger=CSVLogger(save_dir=str(stage), name="", version="logs"), enable_checkpointing=False,
+        enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
+        deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
+        **budget.trainer_kwargs(),
+    )
+
+
 def fit_and_validate(trainer, task, train_dl, val_dl) -> float:
     """trainer.fit, then one more validation unless the last one already ran at the final step (the task keeps
     history["val"] as [step, value] pairs). Returns the wall-clock seconds."""

@@ -20,7 +20,6 @@ import time
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import save as safetensors_save
 from torch.utils.data import DataLoader, Dataset
 
@@ -29,7 +28,7 @@ from seqssm.domains.audio import AudioFolder, parse_fsdd_name
 from seqssm.domains.audio.spectral import UnitDecoder, centroid_log_magnitude, log_magnitude
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_open, atomic_write_json, publish, staging_dir
-from seqssm.pipelines.training import (TimeBudget, fit_and_validate, init_model, make_trainer, optimizers,
+from seqssm.pipelines.training import (TimeBudget, fit_and_validate, init_model, optimizers, step_trainer,
                                        plot_curves)
 
 DB_PER_NAT = 20.0 / math.log(10.0)  # a log-magnitude difference in nats, as dB
@@ -196,16 +195,7 @@ def train_decoder(job, files: dict, quantizer, out, extra_files: dict) -> dict:
                               generator=torch.Generator().manual_seed(t.seed), collate_fn=collate)
         val_dl = DataLoader(val, batch_size=d.eval_batch_size, collate_fn=collate)
         task = DecoderTask(decoder, t)
-        trainer = make_trainer(
-            accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
-            max_epochs=-1, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
-            num_sanity_val_steps=0, gradient_clip_val=t.grad_clip if t.grad_clip > 0 else None,
-            gradient_clip_algorithm="norm", log_every_n_steps=min(t.log_every, t.max_steps),
-            logger=CSVLogger(save_dir=str(stage), name="", version="logs"), enable_checkpointing=False,
-            enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
-            deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
-            **task.budget.trainer_kwargs(),
-        )
+        trainer = step_trainer(t, stage, task.budget)
         seconds = fit_and_validate(trainer, task, train_dl, val_dl)
         decoder = decoder.cpu().eval()
         test = score_decoder(decoder, coder, UnitFrames(coder, AudioFolder(files["test"], d.sample_rate, quantizer),

@@ -30,7 +30,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from safetensors.torch import save as safetensors_save
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 import seqssm
@@ -48,7 +47,7 @@ from seqssm.pipelines.audio.twostage import (UNITS_FILE, SplitTrack, Tracked, Un
                                              clip_units, fit_coder, read_coder)
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_write_json, check_out_dir, publish, staging_dir
-from seqssm.pipelines.training import (LN2, TimeBudget, fit_and_validate, init_model, make_trainer, optimizers,
+from seqssm.pipelines.training import (LN2, TimeBudget, fit_and_validate, init_model, optimizers, step_trainer,
                                        plot_curves)
 
 ARTIFACTS = ("model", "config.yaml", "metrics.json", "history.json", "curves.png", "test.tsv", "heldout.tsv", "logs")
@@ -250,16 +249,7 @@ def train_audio(job: AudioJobConfig, overwrite: bool = False) -> dict:
         val_dl = DataLoader(val_data, batch_size=d.eval_batch_size, collate_fn=collate)
         task = AudioTask(model, t, cond.drop_prob if cond.by else 0.0,
                          job.units.drop_prob if stage_name == "vocoder" else 0.0)
-        trainer = make_trainer(
-            accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_steps=t.max_steps,
-            max_epochs=-1, val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
-            num_sanity_val_steps=0, gradient_clip_val=t.grad_clip if t.grad_clip > 0 else None,
-            gradient_clip_algorithm="norm", log_every_n_steps=min(t.log_every, t.max_steps),
-            logger=CSVLogger(save_dir=str(stage), name="", version="logs"), enable_checkpointing=False,
-            enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
-            deterministic="warn" if t.deterministic else False, default_root_dir=str(stage),
-            **task.budget.trainer_kwargs(),
-        )
+        trainer = step_trainer(t, stage, task.budget)
         seconds = fit_and_validate(trainer, task, train_dl, val_dl)
 
         model = model.cpu().eval()
