@@ -240,6 +240,8 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
         if given:
             raise UsageError(f"{flag}: not for a spectral decoder (--model {args.model}), which renders its units "
                              "deterministically; the planner samples them (--plan-temperature, --seed)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     evidence, check = None, None
     if args.resynth:
@@ -257,8 +259,6 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
         if any(s is None for _, s in conditions):
             raise UsageError(f"--speaker: the decoder at {args.model} renders a voice; name one, a list or all "
                              f"({', '.join(run.model.speakers)})")
-        if args.threads:
-            torch.set_num_threads(args.threads)
         prefix = torch.stack([plan.model.prefix(d, s) for d, s in conditions])
         drawn = sample_plans(plan.model, run.coder, prefix, run.coder.frames(round(
             args.seconds * run.job.data.sample_rate)), args.plan_temperature, args.seed, args.check_parallel)
@@ -502,7 +502,8 @@ def register(subparsers) -> None:
     # the log-likelihoods reported stay those at temperature 1
     ge.add_argument("--temperature", type=float, default=None,
                     help=f"sampling temperature (default {SAMPLE_TEMPERATURE}, {VOCODER_TEMPERATURE} for a unit "
-                         "vocoder, chosen by the sample-quality metrics; 1: the model's own distribution)")
+                         "vocoder, chosen by the sample-quality metrics; 1: the model's own distribution; a spectral "
+                         "decoder samples nothing: its planner has --plan-temperature)")
     ge.add_argument("--top-p", type=float, default=1.0, help="nucleus filter (default 1: none)")
     ge.add_argument("--guidance", type=float, default=1.0,
                     help="conditional models: classifier-free guidance weight w (Ho & Salimans 2022): each step's "
@@ -512,7 +513,8 @@ def register(subparsers) -> None:
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--rank", action="store_true", help="name the clips by their own likelihood, best first")
     ge.add_argument("--keep", type=int, default=0,
-                    help="keep only the K most likely clips of each condition's --batch (SaShiMi's ranking; 0: all)")
+                    help="keep only the K most likely clips of each condition's --batch (SaShiMi's ranking; 0: all; "
+                         "with a spectral decoder: the K most likely plans, by the planner)")
     ge.add_argument("--rank-by", choices=("likelihood", "condition"), default="likelihood",
                     help="with --rank/--keep: the clip's own likelihood (default), or conditional models: log p(clip | "
                          "condition) - log p(clip | any), how much the condition explains the clip")
@@ -520,11 +522,13 @@ def register(subparsers) -> None:
     ge.add_argument("--speaker", help="conditional models: a speaker, a comma list, 'all' or 'any' (default any)")
     ge.add_argument("--no-png", action="store_true", help="write the WAVs and generate.json only")
     ge.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ge.add_argument("--plan", help="two-stage models (--model a units.stage vocoder run): the planner run whose "
-                    "sampled units the vocoder says; a clip ends at the planner's end token or at --seconds")
+    ge.add_argument("--plan", help="two-stage models (--model a units.stage vocoder or decoder run): the planner run "
+                    "whose sampled units it says; a clip ends at the planner's end token or at --seconds")
     ge.add_argument("--plan-temperature", type=float, default=1.0, help="the planner's sampling temperature")
-    ge.add_argument("--resynth", help="two-stage models: an FSDD-named file or folder; the vocoder says each file's "
-                    "own units with its digit and speaker (--batch times), the planner left out; --seconds unused")
+    ge.add_argument("--resynth", help="two-stage models: an FSDD-named file or folder; the vocoder or decoder says "
+                    "each file's own units with its digit and speaker (--batch times), the planner left out; "
+                    "--seconds unused")
     ge.add_argument("--check-parallel", action="store_true",
-                    help="also score the clips in one parallel pass and report how far it is from the recurrent one")
+                    help="also score the clips in one parallel pass and report how far it is from the recurrent one "
+                         "(with a spectral decoder: the planner's sampled plans)")
     ge.set_defaults(func=_cmd_generate)
