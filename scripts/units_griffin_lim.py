@@ -4,6 +4,7 @@ with `seqssm audio score` to see whether a plan names its digit before any sampl
 
     python scripts/units_griffin_lim.py --coder RUN --out DIR --files FSDD_FILES       # real units (the ceiling)
     python scripts/units_griffin_lim.py --coder RUN --out DIR --plan PLAN_RUN --batch 2  # the planner's samples
+    python scripts/units_griffin_lim.py --coder RUN --out DIR --files FSDD_FILES --true-magnitude  # no units at all
 
 Clips are named {digit}_{speaker}_{i}.wav, as `seqssm audio score` reads the asked digit. A diagnostic only: the
 centroids are averages, so the sound is buzzy and flat; Griffin-Lim (Griffin & Lim 1984) as the spectral unit
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from seqssm.domains.audio import AudioFolder, list_audio_files, parse_fsdd_name, save_wav
-from seqssm.domains.audio.spectral import centroid_log_magnitude, griffin_lim
+from seqssm.domains.audio.spectral import centroid_log_magnitude, griffin_lim, log_magnitude
 from seqssm.pipelines.audio.infer import load_run, sample_plans
 from seqssm.pipelines.audio.twostage import clip_units, read_coder
 
@@ -34,6 +35,9 @@ def main() -> None:
     ap.add_argument("--coder", required=True, help="a two-stage run folder (vocoder or planner) holding the coder")
     ap.add_argument("--out", required=True)
     ap.add_argument("--files", help="FSDD-named files or a folder: their own units")
+    ap.add_argument("--true-magnitude", action="store_true",
+                    help="with --files: voice each file's own STFT magnitude instead of its units (what Griffin-Lim "
+                         "alone costs)")
     ap.add_argument("--plan", help="a planner run: sample plans for every digit x speaker")
     ap.add_argument("--batch", type=int, default=2, help="with --plan: plans per digit x speaker")
     ap.add_argument("--temperature", type=float, default=1.0)
@@ -47,7 +51,15 @@ def main() -> None:
         src = Path(args.files)
         files = list_audio_files(src) if src.is_dir() else [src]
         run = load_run(args.coder)
-        plans = clip_units(coder, AudioFolder(files, coder.spec.sample_rate, run.quantizer), run.quantizer)
+        clips = AudioFolder(files, coder.spec.sample_rate, run.quantizer)
+        if args.true_magnitude:  # the file as the models see it (quantised, decoded), its whole spectrum
+            waves = [run.quantizer.decode(clips[i]).float() for i in range(len(clips))]
+            spectra = [log_magnitude(w, coder.spec, coder.frames(len(w))) for w in waves]
+            for f, spectrum in zip(files, spectra):
+                save_wav(out / f.name, griffin_lim(spectrum, coder.spec).numpy(), coder.spec.sample_rate)
+            print(f"{len(files)} clips in {out}")
+            return
+        plans = clip_units(coder, clips, run.quantizer)
         named = [(parse_fsdd_name(f)[:2], p) for f, p in zip(files, plans)]
     else:
         planner = load_run(args.plan).model

@@ -4,7 +4,7 @@ Dimension names: b batch · f frames · k units · n frequency bins (n_fft // 2 
 
 Why (docs/audio.md, "Two stages"): the sample-level vocoder, given the real units of test takes, rendered the digit
 the classifier names for only 22-33% of clips, while the same units voiced by their centroids' mel frames and
-Griffin-Lim were named 81% of the time, and the true STFT magnitude through Griffin-Lim 97%. What the units carry
+Griffin-Lim were named 81% of the time, and the true STFT magnitude through this module's Griffin-Lim 97%. What the units carry
 is lost in the sample-level model, not in the units. This decoder is the third road: a frame-level model that maps
 the units of a clip to the spectrogram they came from, then Griffin-Lim (Griffin & Lim 1984) for the phase, as
 Tacotron did (Wang et al. 2017, section 3.3). It reads the whole clip at once (layer "bimamba": a frame's
