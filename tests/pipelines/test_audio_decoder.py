@@ -214,3 +214,27 @@ def test_train_bad_decoder_jobs(case, coder_dir, folder, tmp_path, capsys):
     }[case]
     _refused(["audio", "train", "--config", "audio_fsdd_decoder", "--data", str(folder), "--out", str(out),
               *as_sets(sets)], capsys, needle, out)
+
+
+@pytest.mark.parametrize("mode", ["units", "true-magnitude"])
+def test_units_griffin_lim_script_voices_files(mode, decoder, folder, tmp_path):
+    """scripts/units_griffin_lim.py on two files: one clip each, named by digit and speaker from their units, or
+    the file's own name from its true magnitude, f * hop samples long."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("0_ann_1.wav", "1_cy_3.wav"):
+        shutil.copy(folder / name, src / name)
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "units_griffin_lim.py"
+    extra = ["--true-magnitude"] if mode == "true-magnitude" else []
+    done = subprocess.run([sys.executable, str(script), "--coder", str(decoder), "--out", str(out), "--files",
+                           str(src), *extra], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    want = ["0_ann_1.wav", "1_cy_3.wav"] if extra else ["0_ann_00.wav", "1_cy_00.wav"]
+    assert sorted(p.name for p in out.glob("*.wav")) == want
+    for got, name in zip(want, ("0_ann_1.wav", "1_cy_3.wav")):
+        frames = -(-sf.info(str(src / name)).frames // 40)
+        assert sf.info(str(out / got)).frames == 40 * frames
