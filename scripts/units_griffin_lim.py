@@ -21,7 +21,7 @@ import torch
 from seqssm.domains.audio import AudioFolder, list_audio_files, parse_fsdd_name, save_wav
 from seqssm.domains.audio.spectral import centroid_log_magnitude, griffin_lim, log_magnitude
 from seqssm.pipelines.audio.infer import load_run, sample_plans
-from seqssm.pipelines.audio.twostage import clip_units, read_coder
+from seqssm.pipelines.audio.twostage import clip_units, read_coder, speed_waves
 
 
 def units_to_wave(coder, units: torch.Tensor) -> torch.Tensor:
@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.true_magnitude and not args.files:
+        ap.error("--true-magnitude: voices --files (their own spectra), not plans")
     coder = read_coder(args.coder, "--coder")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,10 +55,9 @@ def main() -> None:
         run = load_run(args.coder)
         clips = AudioFolder(files, coder.spec.sample_rate, run.quantizer)
         if args.true_magnitude:  # the file as the models see it (quantised, decoded), its whole spectrum
-            waves = [run.quantizer.decode(clips[i]).float() for i in range(len(clips))]
-            spectra = [log_magnitude(w, coder.spec, coder.frames(len(w))) for w in waves]
-            for f, spectrum in zip(files, spectra):
-                save_wav(out / f.name, griffin_lim(spectrum, coder.spec).numpy(), coder.spec.sample_rate)
+            for i, wave in speed_waves(clips, run.quantizer):
+                spectrum = log_magnitude(wave, coder.spec, coder.frames(len(wave)))
+                save_wav(out / files[i].name, griffin_lim(spectrum, coder.spec).numpy(), coder.spec.sample_rate)
             print(f"{len(files)} clips in {out}")
             return
         plans = clip_units(coder, clips, run.quantizer)

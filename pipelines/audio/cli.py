@@ -230,6 +230,14 @@ def _load_planner(args: argparse.Namespace, run, kind: str):
     return plan
 
 
+def _clip_name(seen: dict, digit, speaker) -> str:
+    """{digit}_{speaker}_{NN} ("any" for a condition not given), NN counting on per condition in `seen`: the names
+    `seqssm audio score` reads the asked digit from; a condition asked again (--resynth) counts on."""
+    name = f"{'any' if digit is None else digit}_{speaker or 'any'}"
+    seen[name] = seen.get(name, -1) + 1
+    return f"{name}_{seen[name]:02d}"
+
+
 def _generate_decoded(args: argparse.Namespace, run) -> int:
     """`generate` with a spectral unit decoder (units.stage decoder): the planner's sampled units (--plan) or real
     files' units (--resynth), decoded to spectrograms and voiced by Griffin-Lim. Deterministic given the units, so
@@ -275,9 +283,7 @@ def _generate_decoded(args: argparse.Namespace, run) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows, seen = [], {}
     for (digit, speaker), units in zip(conditions, plans):
-        name = f"{'any' if digit is None else digit}_{speaker}"
-        seen[name] = seen.get(name, -1) + 1
-        name = f"{name}_{seen[name]:02d}"
+        name = _clip_name(seen, digit, speaker)
         wave = run.model.render(units, speaker, n_iter).numpy()
         save_wav(out / f"{name}.wav", wave, rate)
         if not args.no_png:
@@ -396,9 +402,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             if prefix is None:
                 name = f"sample_{rank:02d}" if by_rank else f"sample_{i:02d}"
             else:
-                name = f"{'any' if digit is None else digit}_{speaker or 'any'}"
-                seen[name] = seen.get(name, -1) + 1  # a condition asked again (--resynth) counts on
-                name = f"{name}_{seen[name]:02d}"
+                name = _clip_name(seen, digit, speaker)
             bits = float(-loglik[i] / lengths[i] / LN2)
             save_wav(out / f"{name}.wav", wave, rate)
             if not args.no_png:

@@ -26,6 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 import seqssm
 from seqssm.domains.audio import AudioFolder, parse_fsdd_name
 from seqssm.domains.audio.spectral import UnitDecoder, centroid_log_magnitude, log_magnitude
+from seqssm.pipelines.audio.infer import CONDITION_FILE
+from seqssm.pipelines.audio.twostage import UNITS_FILE, read_coder, speed_waves
 from seqssm.pipelines.jobconfig import UsageError
 from seqssm.pipelines.rundir import atomic_open, atomic_write_json, publish, staging_dir
 from seqssm.pipelines.training import (TimeBudget, fit_and_validate, init_model, optimizers, step_trainer,
@@ -39,19 +41,13 @@ class UnitFrames(Dataset):
     """Items {"units": (f,), "speaker": () long, "target": (f, n)} of whole clips."""
 
     def __init__(self, coder, clips, quantizer, files, speakers: list[str], speeds=(1.0,)):
-        import torchaudio
-
         self.items, self.files = [], []
-        for speed in speeds:
-            for i, f in enumerate(files):
-                wave = quantizer.decode(clips[i]).float()
-                if speed != 1.0:  # speed perturbation, as the planner's (twostage.clip_units)
-                    wave = torchaudio.functional.resample(wave, round(clips.sample_rate * speed), clips.sample_rate)
-                units = coder.encode(wave)
-                speaker = torch.tensor(speakers.index(parse_fsdd_name(f)[1]))
-                self.items.append({"units": units, "speaker": speaker,
-                                   "target": log_magnitude(wave, coder.spec, len(units))})
-                self.files.append(f)
+        for i, wave in speed_waves(clips, quantizer, speeds):  # speed perturbation, as the planner's
+            units = coder.encode(wave)
+            speaker = torch.tensor(speakers.index(parse_fsdd_name(files[i])[1]))
+            self.items.append({"units": units, "speaker": speaker,
+                               "target": log_magnitude(wave, coder.spec, len(units))})
+            self.files.append(files[i])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -162,9 +158,6 @@ def write_frame_table(path, result: dict) -> None:
 def train_decoder(job, files: dict, quantizer, out, extra_files: dict) -> dict:
     """The decoder stage of train_audio (which has split the files, made the quantiser and filled the speakers):
     train, score the test takes, publish the run folder at `out`; returns the metrics."""
-    from seqssm.pipelines.audio.twostage import UNITS_FILE, read_coder
-    from seqssm.pipelines.audio.infer import CONDITION_FILE
-
     d, t, u, cond = job.data, job.train, job.units, job.condition
     if "speaker" not in cond.by:
         raise UsageError(f"condition.by {list(cond.by)}: units.stage decoder is conditioned on the speaker "

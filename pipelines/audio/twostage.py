@@ -34,20 +34,24 @@ def fit_coder(clips, quantizer, units_cfg, seed: int) -> UnitCoder:
         raise UsageError(str(err)) from None
 
 
-def clip_units(coder: UnitCoder, clips, quantizer, speeds=(1.0,)) -> list[torch.Tensor]:
-    """The unit ids (f,) of every clip of an AudioFolder, at each speed in turn (clips[0] at speeds[0], …; a speed
-    s != 1 plays the clip s times faster, pitch and all: the speed perturbation of Ko et al. 2015)."""
+def speed_waves(clips, quantizer, speeds=(1.0,)):
+    """Yields (i, wave (l,)) for every clip of an AudioFolder as the models see it (quantised, decoded), at each
+    speed in turn (clips[0] at speeds[0], …; a speed s != 1 plays the clip s times faster, pitch and all: the speed
+    perturbation of Ko et al. 2015)."""
     import torchaudio
 
     rate = clips.sample_rate
-    out = []
     for speed in speeds:
         for i in range(len(clips)):
             wave = quantizer.decode(clips[i]).float()
             if speed != 1.0:
                 wave = torchaudio.functional.resample(wave, round(rate * speed), rate)
-            out.append(coder.encode(wave))
-    return out
+            yield i, wave
+
+
+def clip_units(coder: UnitCoder, clips, quantizer, speeds=(1.0,)) -> list[torch.Tensor]:
+    """The unit ids (f,) of every clip of an AudioFolder, at each speed in turn (speed_waves)."""
+    return [coder.encode(wave) for _, wave in speed_waves(clips, quantizer, speeds)]
 
 
 class Tracked(Dataset):
@@ -162,4 +166,4 @@ def resynthesis_plans(run, files) -> tuple[list[torch.Tensor], list[tuple[int, s
 
 
 __all__ = ["SplitTrack", "Tracked", "UNITS_FILE", "UnitSequences", "WholeTracked", "clip_units", "fit_coder",
-           "plan_track", "read_coder", "resynthesis_plans"]
+           "plan_track", "read_coder", "resynthesis_plans", "speed_waves"]
